@@ -1,0 +1,211 @@
+"""Configuration: ``get_cfg()``, YAML/command-line merging with clear errors, ``assert_and_infer_cfg``."""
+
+import difflib
+
+from fvcore.common.config import CfgNode as _FvCfgNode
+
+from .defaults import NEW_KEYS, NEW_NODES, add_stica_config, get_defaults
+
+__all__ = [
+    "CfgNode",
+    "ConfigError",
+    "get_cfg",
+    "load_config",
+    "assert_and_infer_cfg",
+    "add_stica_config",
+    "resolve_hypothesis",
+    "HYPOTHESIS_NAMES",
+    "VIEW_ORDER",
+    "views_for_hypothesis",
+    "NEW_NODES",
+    "NEW_KEYS",
+]
+
+# Keys that accept either a number or a name; numbers given in YAML or on the command line are stored as strings.
+_STR_OR_INT_KEYS = ("GDT.HYPOTHESIS",)
+
+
+class ConfigError(ValueError):
+    """An invalid configuration: an unknown key, a wrong type or inconsistent settings (the message names them)."""
+
+
+def _all_keys(cfg, prefix=""):
+    for k, v in cfg.items():
+        full = prefix + k
+        yield full
+        if isinstance(v, _FvCfgNode):
+            yield from _all_keys(v, full + ".")
+
+
+def _normalise_str_or_int(cfg):
+    for full in _STR_OR_INT_KEYS:
+        node, *rest = full.split(".")
+        if node in cfg and isinstance(cfg[node], dict) and rest[0] in cfg[node]:
+            v = cfg[node][rest[0]]
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                cfg[node][rest[0]] = str(v)
+
+
+class CfgNode(_FvCfgNode):
+    """fvcore ``CfgNode`` whose merge errors name the offending key (with a suggestion) and the file."""
+
+    def _explain(self, err, source):
+        msg = str(err.args[0]) if err.args else str(err)
+        if "Non-existent config key" in msg:
+            bad = msg.split(":", 1)[1].strip()
+            close = difflib.get_close_matches(bad, list(_all_keys(self)), n=1, cutoff=0.6)
+            if close:
+                msg += f" (did you mean {close[0]}?)"
+        return ConfigError(f"{source}: {msg}")
+
+    def merge_from_file(self, cfg_filename, allow_unsafe=False):
+        try:
+            loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
+        except FileNotFoundError as e:
+            raise ConfigError(f"config file not found: {cfg_filename}") from e
+        if loaded is None:
+            return
+        _normalise_str_or_int(loaded)
+        try:
+            self.merge_from_other_cfg(type(self)(loaded))
+        except (KeyError, ValueError, AssertionError) as e:
+            raise self._explain(e, f"config file {cfg_filename}") from e
+
+    def merge_from_list(self, cfg_list):
+        if len(cfg_list) % 2:
+            raise ConfigError(f"command-line overrides must be KEY VALUE pairs, got an odd list: {list(cfg_list)}")
+        cfg_list = list(cfg_list)
+        for i in range(0, len(cfg_list), 2):
+            if cfg_list[i] in _STR_OR_INT_KEYS:
+                cfg_list[i + 1] = repr(str(cfg_list[i + 1]))
+        try:
+            super().merge_from_list(cfg_list)
+        except (KeyError, ValueError, AssertionError) as e:
+            raise self._explain(e, "command-line override") from e
+
+
+def get_cfg():
+    """The default configuration (a fresh, mutable copy)."""
+    return CfgNode(get_defaults())
+
+
+def load_config(args=None, cfg_files=None, opts=None):
+    """Defaults, then each YAML file in order (``_BASE_`` supported), then ``KEY VALUE`` overrides.
+
+    ``args`` may be the namespace of :func:`stica_ext.utils.parser.parse_args` (``cfg_files``, ``opts``,
+    ``num_shards``, ``shard_id``, ``init_method``).
+    """
+    cfg = get_cfg()
+    if args is not None:
+        cfg_files = getattr(args, "cfg_files", None) or cfg_files
+        opts = getattr(args, "opts", None) or opts
+    for f in cfg_files or []:
+        cfg.merge_from_file(f)
+    if opts:
+        cfg.merge_from_list(opts)
+    if args is not None:
+        if getattr(args, "num_shards", None) is not None:
+            cfg.NUM_SHARDS = args.num_shards
+        if getattr(args, "shard_id", None) is not None:
+            cfg.SHARD_ID = args.shard_id
+    return cfg
+
+
+# GDT transformation hypotheses (spec 4.3): number -> README name.
+HYPOTHESIS_NAMES = {
+    1: "cross_modal_baseline",
+    2: "v_reversal",
+    3: "i_reversal",
+    4: "v_shift",
+    5: "i_shift",
+    6: "v_reversal_v_shift",
+    7: "i_reversal_v_shift",
+    8: "v_reversal_i_shift",
+    9: "i_reversal_i_shift",
+}
+
+
+def resolve_hypothesis(value):
+    """Hypothesis number (1..9) from a number, a numeric string or a README name."""
+    s = str(value).strip().lower()
+    if s.isdigit() and int(s) in HYPOTHESIS_NAMES:
+        return int(s)
+    for num, name in HYPOTHESIS_NAMES.items():
+        if s == name:
+            return num
+    choices = ", ".join(f"{k} ({v})" for k, v in HYPOTHESIS_NAMES.items())
+    raise ValueError(f"unknown hypothesis {value!r}; choose one of {choices}")
+
+
+# Views of a GDT sample in the dataset's packing order [V, VR, V2, V2R] (spec 3.5): the clip, the clip time-reversed,
+# a second clip of the same video at an independent position (time shift), and that clip reversed.
+VIEW_ORDER = ("orig", "rev", "shift", "shift_rev")
+_HYPOTHESIS_VIEWS = {1: ("orig",), 2: ("orig", "rev"), 3: ("orig", "rev"), 4: ("orig", "shift"), 5: ("orig", "shift")}
+
+
+def views_for_hypothesis(hypothesis):
+    """Names of the views (a subset of ``VIEW_ORDER``, in that order) that hypothesis 1..9 uses."""
+    return _HYPOTHESIS_VIEWS.get(resolve_hypothesis(hypothesis), VIEW_ORDER)
+
+
+def world_size(cfg):
+    """Number of training processes the config asks for."""
+    return max(1, cfg.NUM_GPUS) * cfg.NUM_SHARDS
+
+
+def assert_and_infer_cfg(cfg):
+    """Check that settings are consistent (errors name the keys) and fill in derived values. Returns ``cfg``."""
+    def need(cond, msg):
+        if not cond:
+            raise ConfigError(msg)
+
+    need(cfg.TASK in ("ssl_pretrain", "linear_probe"), f"TASK must be 'ssl_pretrain' or 'linear_probe', got {cfg.TASK!r}")
+    need(cfg.NUM_GPUS >= 0, f"NUM_GPUS must be >= 0, got {cfg.NUM_GPUS}")
+    need(cfg.NUM_SHARDS >= 1, f"NUM_SHARDS must be >= 1, got {cfg.NUM_SHARDS}")
+    need(0 <= cfg.SHARD_ID < cfg.NUM_SHARDS, f"SHARD_ID ({cfg.SHARD_ID}) must be in [0, NUM_SHARDS={cfg.NUM_SHARDS})")
+    ws = world_size(cfg)
+    need(cfg.TRAIN.BATCH_SIZE % ws == 0,
+         f"TRAIN.BATCH_SIZE ({cfg.TRAIN.BATCH_SIZE}) must be divisible by the number of processes "
+         f"NUM_GPUS x NUM_SHARDS = {ws}")
+    need(cfg.TEST.BATCH_SIZE % ws == 0,
+         f"TEST.BATCH_SIZE ({cfg.TEST.BATCH_SIZE}) must be divisible by the number of processes "
+         f"NUM_GPUS x NUM_SHARDS = {ws}")
+    need(cfg.DATA.NUM_FRAMES >= 1, f"DATA.NUM_FRAMES must be >= 1, got {cfg.DATA.NUM_FRAMES}")
+    need(cfg.DATA.SAMPLING_RATE >= 1, f"DATA.SAMPLING_RATE must be >= 1, got {cfg.DATA.SAMPLING_RATE}")
+    need(len(cfg.DATA.TRAIN_JITTER_SCALES) == 2 and cfg.DATA.TRAIN_JITTER_SCALES[0] <= cfg.DATA.TRAIN_JITTER_SCALES[1],
+         f"DATA.TRAIN_JITTER_SCALES must be [min, max], got {cfg.DATA.TRAIN_JITTER_SCALES}")
+    need(cfg.DATA.TRAIN_JITTER_SCALES[0] >= cfg.DATA.TRAIN_CROP_SIZE,
+         f"DATA.TRAIN_JITTER_SCALES ({cfg.DATA.TRAIN_JITTER_SCALES}) must not be smaller than "
+         f"DATA.TRAIN_CROP_SIZE ({cfg.DATA.TRAIN_CROP_SIZE})")
+    need(len(cfg.DATA.MEAN) == 3 and len(cfg.DATA.STD) == 3, "DATA.MEAN and DATA.STD must have 3 values")
+    need(cfg.MODEL.ARCH in ("r2plus1d_18", "r2plus1d_34"),
+         f"MODEL.ARCH must be 'r2plus1d_18' or 'r2plus1d_34', got {cfg.MODEL.ARCH!r}")
+    need(cfg.AUDIO.ARCH in ("resnet9", "resnet18"), f"AUDIO.ARCH must be 'resnet9' or 'resnet18', got {cfg.AUDIO.ARCH!r}")
+    need(cfg.RESNET.WIDTH_PER_GROUP >= 4 and cfg.RESNET.WIDTH_PER_GROUP % 4 == 0,
+         f"RESNET.WIDTH_PER_GROUP must be a positive multiple of 4, got {cfg.RESNET.WIDTH_PER_GROUP}")
+    need(cfg.AUDIO.SPEC_AUGMENT in ("none", "mild", "medium", "heavy"),
+         f"AUDIO.SPEC_AUGMENT must be one of none/mild/medium/heavy, got {cfg.AUDIO.SPEC_AUGMENT!r}")
+    need(cfg.AUDIO.MISSING in ("skip", "silence"), f"AUDIO.MISSING must be 'skip' or 'silence', got {cfg.AUDIO.MISSING!r}")
+    need(cfg.AUDIO.NUM_SEC > 0, f"AUDIO.NUM_SEC must be > 0, got {cfg.AUDIO.NUM_SEC}")
+    need(cfg.SOLVER.LR_POLICY in ("cosine", "steps_with_relative_lrs", "constant"),
+         f"SOLVER.LR_POLICY must be cosine, steps_with_relative_lrs or constant, got {cfg.SOLVER.LR_POLICY!r}")
+    if cfg.SOLVER.LR_POLICY == "steps_with_relative_lrs":
+        need(len(cfg.SOLVER.LRS) == len(cfg.SOLVER.STEPS) and len(cfg.SOLVER.STEPS) > 0,
+             f"SOLVER.STEPS ({cfg.SOLVER.STEPS}) and SOLVER.LRS ({cfg.SOLVER.LRS}) must be non-empty and of equal length")
+    need(cfg.SOLVER.OPTIMIZING_METHOD in ("sgd",), f"SOLVER.OPTIMIZING_METHOD must be 'sgd', got {cfg.SOLVER.OPTIMIZING_METHOD!r}")
+    need(cfg.SOLVER.MAX_EPOCH >= 1, f"SOLVER.MAX_EPOCH must be >= 1, got {cfg.SOLVER.MAX_EPOCH}")
+    need(cfg.GDT.TEMPERATURE > 0, f"GDT.TEMPERATURE must be > 0, got {cfg.GDT.TEMPERATURE}")
+    try:
+        cfg.GDT.HYPOTHESIS = str(resolve_hypothesis(cfg.GDT.HYPOTHESIS))
+    except ValueError as e:
+        raise ConfigError(f"GDT.HYPOTHESIS: {e}") from e
+    need(cfg.DATA.ENSEMBLE_METHOD in ("sum", "mean_logits"),
+         f"DATA.ENSEMBLE_METHOD must be 'sum' or 'mean_logits', got {cfg.DATA.ENSEMBLE_METHOD!r}")
+    need(cfg.LINEAR.TRAIN_SPLIT in ("train", "val", "test") and cfg.LINEAR.TEST_SPLIT in ("train", "val", "test"),
+         f"LINEAR.TRAIN_SPLIT / LINEAR.TEST_SPLIT must be train, val or test, got "
+         f"{cfg.LINEAR.TRAIN_SPLIT!r} / {cfg.LINEAR.TEST_SPLIT!r}")
+    need(cfg.LINEAR.TRAIN_CLIPS_PER_VIDEO >= 1, "LINEAR.TRAIN_CLIPS_PER_VIDEO must be >= 1")
+    need(cfg.TEST.NUM_ENSEMBLE_VIEWS >= 1 and cfg.TEST.NUM_SPATIAL_CROPS in (1, 3),
+         f"TEST.NUM_ENSEMBLE_VIEWS must be >= 1 and TEST.NUM_SPATIAL_CROPS 1 or 3, got "
+         f"{cfg.TEST.NUM_ENSEMBLE_VIEWS} / {cfg.TEST.NUM_SPATIAL_CROPS}")
+    return cfg

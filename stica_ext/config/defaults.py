@@ -1,0 +1,261 @@
+"""Default configuration of stica_ext.
+
+Keys shared with PySlowFast keep PySlowFast's names and meanings (``TRAIN.BATCH_SIZE`` is the global batch over
+all processes, ``NUM_GPUS 0`` means CPU, ...). Concepts that PySlowFast does not have live in new top-level
+nodes: ``GDT``, ``AUDIO``, ``SYNTH``, ``LINEAR``. :func:`add_stica_config` adds exactly those new nodes (and the
+few new keys of shared nodes) to any ``CfgNode``, which is how the PySlowFast host adapter extends
+``slowfast.config.defaults``.
+"""
+
+from fvcore.common.config import CfgNode
+
+_C = CfgNode()
+
+# ---------------------------------------------------------------------------------------------------------------
+# Top level (PySlowFast names)
+# ---------------------------------------------------------------------------------------------------------------
+# What run_net does: "ssl_pretrain" (self-supervised pretraining; TEST.ENABLE then runs the linear probe of the
+# result) or "linear_probe" (probe TRAIN.CHECKPOINT_FILE_PATH, or a random network when it is empty).
+_C.TASK = "ssl_pretrain"
+# Number of processes (GPUs) per machine; 0 = one CPU process (see also CPU_PROCESSES).
+_C.NUM_GPUS = 1
+_C.NUM_SHARDS = 1
+_C.SHARD_ID = 0
+_C.OUTPUT_DIR = "."
+_C.RNG_SEED = 1
+_C.LOG_PERIOD = 10
+_C.LOG_MODEL_INFO = True
+_C.DIST_BACKEND = "nccl"
+
+# ---------------------------------------------------------------------------------------------------------------
+# TRAIN
+# ---------------------------------------------------------------------------------------------------------------
+_C.TRAIN = CfgNode()
+_C.TRAIN.ENABLE = True
+_C.TRAIN.DATASET = "synthetic_av"
+# Global batch size over all processes.
+_C.TRAIN.BATCH_SIZE = 64
+_C.TRAIN.EVAL_PERIOD = 10
+# Write a numbered checkpoint every CHECKPOINT_PERIOD epochs (the last epoch always gets one).
+_C.TRAIN.CHECKPOINT_PERIOD = 10
+_C.TRAIN.AUTO_RESUME = True
+# Weights to start from (pretraining: initialisation; linear probe: the network to probe).
+_C.TRAIN.CHECKPOINT_FILE_PATH = ""
+_C.TRAIN.CHECKPOINT_TYPE = "pytorch"
+_C.TRAIN.CHECKPOINT_EPOCH_RESET = False
+_C.TRAIN.MIXED_PRECISION = False
+# Drop the last incomplete batch of an epoch (contrastive losses want full batches).
+_C.TRAIN.DROP_LAST = True
+
+# ---------------------------------------------------------------------------------------------------------------
+# TEST
+# ---------------------------------------------------------------------------------------------------------------
+_C.TEST = CfgNode()
+_C.TEST.ENABLE = True
+_C.TEST.DATASET = "synthetic_av"
+_C.TEST.BATCH_SIZE = 8
+_C.TEST.CHECKPOINT_FILE_PATH = ""
+_C.TEST.CHECKPOINT_TYPE = "pytorch"
+# Temporal views per video at test time (uniformly spaced) and spatial crops per temporal view.
+_C.TEST.NUM_ENSEMBLE_VIEWS = 10
+_C.TEST.NUM_SPATIAL_CROPS = 3
+_C.TEST.SAVE_RESULTS_PATH = ""
+
+# ---------------------------------------------------------------------------------------------------------------
+# DATA
+# ---------------------------------------------------------------------------------------------------------------
+_C.DATA = CfgNode()
+# Folder holding {train,val,test}.csv ("path label" per line, no header).
+_C.DATA.PATH_TO_DATA_DIR = ""
+_C.DATA.PATH_PREFIX = ""
+_C.DATA.PATH_LABEL_SEPARATOR = " "
+# Frames per clip and frame stride at TARGET_FPS (clip length = NUM_FRAMES * SAMPLING_RATE / TARGET_FPS s).
+_C.DATA.NUM_FRAMES = 30
+_C.DATA.SAMPLING_RATE = 1
+_C.DATA.TARGET_FPS = 30
+_C.DATA.TRAIN_JITTER_SCALES = [128, 160]
+_C.DATA.TRAIN_CROP_SIZE = 112
+_C.DATA.TEST_CROP_SIZE = 112
+_C.DATA.MEAN = [0.45, 0.45, 0.45]
+_C.DATA.STD = [0.225, 0.225, 0.225]
+_C.DATA.RANDOM_FLIP = True
+_C.DATA.INPUT_CHANNEL_NUM = [3]
+_C.DATA.DECODING_BACKEND = "pyav"
+# Colour jitter of the training views: on/off and brightness, contrast, saturation strengths.
+_C.DATA.SSL_COLOR_JITTER = True
+_C.DATA.SSL_COLOR_BRI_CON_SAT = [0.4, 0.4, 0.4]
+# How test views of a video are combined: "sum" (sum of softmax scores, PySlowFast) or "mean_logits" (mean of the
+# raw logits, the GDT evaluation code).
+_C.DATA.ENSEMBLE_METHOD = "sum"
+# How many other samples a dataset tries when a video cannot be decoded before giving up.
+_C.DATA.NUM_RETRIES = 10
+
+# ---------------------------------------------------------------------------------------------------------------
+# DATA_LOADER
+# ---------------------------------------------------------------------------------------------------------------
+_C.DATA_LOADER = CfgNode()
+_C.DATA_LOADER.NUM_WORKERS = 8
+_C.DATA_LOADER.PIN_MEMORY = True
+_C.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE = False
+
+# ---------------------------------------------------------------------------------------------------------------
+# SOLVER
+# ---------------------------------------------------------------------------------------------------------------
+_C.SOLVER = CfgNode()
+_C.SOLVER.BASE_LR = 0.01
+# "cosine", "steps_with_relative_lrs", "constant" (each after an optional linear warmup).
+_C.SOLVER.LR_POLICY = "cosine"
+_C.SOLVER.COSINE_END_LR = 0.0
+_C.SOLVER.COSINE_AFTER_WARMUP = True
+_C.SOLVER.STEPS = []
+_C.SOLVER.LRS = []
+_C.SOLVER.MAX_EPOCH = 201
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.DAMPENING = 0.0
+_C.SOLVER.NESTEROV = False
+_C.SOLVER.WEIGHT_DECAY = 1e-5
+_C.SOLVER.WARMUP_EPOCHS = 0.0
+_C.SOLVER.WARMUP_START_LR = 0.01
+_C.SOLVER.OPTIMIZING_METHOD = "sgd"
+_C.SOLVER.CLIP_GRAD_L2NORM = None
+
+# ---------------------------------------------------------------------------------------------------------------
+# MODEL / RESNET / BN
+# ---------------------------------------------------------------------------------------------------------------
+_C.MODEL = CfgNode()
+# Video backbone: "r2plus1d_18" or "r2plus1d_34".
+_C.MODEL.ARCH = "r2plus1d_18"
+# Meta-architecture in the model registry.
+_C.MODEL.MODEL_NAME = "GDT"
+_C.MODEL.NUM_CLASSES = 10
+_C.MODEL.DROPOUT_RATE = 0.0
+# Loss in the loss registry.
+_C.MODEL.LOSS_FUNC = "gdt_nce"
+
+_C.RESNET = CfgNode()
+# Base width (channels of the first stage) of the video and audio ResNets; 64 is the published network, smaller
+# values give narrow networks for demos and tests (every width scales by WIDTH_PER_GROUP / 64).
+_C.RESNET.WIDTH_PER_GROUP = 64
+
+_C.BN = CfgNode()
+_C.BN.NORM_TYPE = "batchnorm"
+# Convert every BatchNorm to SyncBatchNorm over all processes when training with several processes.
+_C.BN.GLOBAL_SYNC = True
+
+# ---------------------------------------------------------------------------------------------------------------
+# GDT (new): heads, objective
+# ---------------------------------------------------------------------------------------------------------------
+_C.GDT = CfgNode()
+_C.GDT.EMBED_DIM = 256
+_C.GDT.USE_MLP = True
+_C.GDT.MLP_HIDDEN_DIM = 512
+_C.GDT.MLP_DROPOUT = 0.3
+_C.GDT.NORM_FEAT = True
+# NCE softmax temperature.
+_C.GDT.TEMPERATURE = 0.07
+# Transformation hypothesis, by number 1..9 or README name ("cross_modal_baseline", ...).
+_C.GDT.HYPOTHESIS = "1"
+
+# ---------------------------------------------------------------------------------------------------------------
+# AUDIO (new): audio stream, spectrogram, audio backbone
+# ---------------------------------------------------------------------------------------------------------------
+_C.AUDIO = CfgNode()
+_C.AUDIO.ENABLE = True
+# Audio backbone: "resnet9" or "resnet18".
+_C.AUDIO.ARCH = "resnet9"
+_C.AUDIO.SAMPLE_RATE = 24000
+_C.AUDIO.NUM_SEC = 1.0
+# Mel filters of the log filterbank (40 for GDT, 257 for STiCA).
+_C.AUDIO.NUM_MEL_BINS = 40
+_C.AUDIO.WIN_LENGTH = 0.02
+_C.AUDIO.HOP_LENGTH = 0.01
+_C.AUDIO.NFFT = 1024
+_C.AUDIO.PREEMPHASIS = 0.97
+# Multiply the waveform by U(1 - j, 1 + j) during training (0 = off).
+_C.AUDIO.VOLUME_JITTER = 0.1
+# Fixed z-normalisation of the log spectrogram: (spec - MEAN) / STD.
+_C.AUDIO.Z_NORMALIZE = True
+_C.AUDIO.Z_MEAN = 1.93
+_C.AUDIO.Z_STD = 17.89
+# SpecAugment during training: "none", "mild", "medium", "heavy".
+_C.AUDIO.SPEC_AUGMENT = "medium"
+# What to do with a video that has no audio stream: "skip" (replace by another sample) or "silence".
+_C.AUDIO.MISSING = "skip"
+
+# ---------------------------------------------------------------------------------------------------------------
+# SYNTH (new): the embedded synthetic audio-visual dataset
+# ---------------------------------------------------------------------------------------------------------------
+_C.SYNTH = CfgNode()
+# Where generated videos are cached ("" = $STICA_EXT_CACHE or ~/.cache/stica_ext); a sub-folder per parameter set.
+_C.SYNTH.CACHE_DIR = ""
+_C.SYNTH.SEED = 0
+_C.SYNTH.NUM_TRAIN = 400
+_C.SYNTH.NUM_VAL = 100
+_C.SYNTH.NUM_TEST = 200
+_C.SYNTH.SIZE = 112
+_C.SYNTH.DURATION = 3.0
+_C.SYNTH.FPS = 30
+_C.SYNTH.SAMPLE_RATE = 24000
+# Processes used to generate the videos on first use.
+_C.SYNTH.NUM_WORKERS = 2
+
+# ---------------------------------------------------------------------------------------------------------------
+# LINEAR (new): linear probe on frozen features
+# ---------------------------------------------------------------------------------------------------------------
+_C.LINEAR = CfgNode()
+# Split the probe is trained on and the split it is tested on.
+_C.LINEAR.TRAIN_SPLIT = "train"
+_C.LINEAR.TEST_SPLIT = "test"
+# Randomly augmented clips per training video (features are extracted once and cached).
+_C.LINEAR.TRAIN_CLIPS_PER_VIDEO = 4
+_C.LINEAR.EPOCHS = 100
+_C.LINEAR.BATCH_SIZE = 64
+_C.LINEAR.BASE_LR = 0.1
+_C.LINEAR.WEIGHT_DECAY = 1e-4
+_C.LINEAR.MOMENTUM = 0.9
+# Extract the frozen features once (TRAIN_CLIPS_PER_VIDEO augmented clips per video) and train on the cache;
+# False runs the frozen backbone every epoch on freshly augmented clips.
+_C.LINEAR.CACHE_FEATURES = True
+# Standardise features with the training set's mean / std before the linear layer.
+_C.LINEAR.STANDARDIZE = True
+# Also probe the same architecture at random initialisation (same seed) and print both numbers.
+_C.LINEAR.COMPARE_RANDOM_INIT = True
+
+# ---------------------------------------------------------------------------------------------------------------
+# TENSORBOARD
+# ---------------------------------------------------------------------------------------------------------------
+_C.TENSORBOARD = CfgNode()
+_C.TENSORBOARD.ENABLE = False
+_C.TENSORBOARD.LOG_DIR = ""
+
+# The nodes and keys this project adds to a PySlowFast config.
+NEW_NODES = ("GDT", "AUDIO", "SYNTH", "LINEAR")
+NEW_KEYS = {
+    "TRAIN": ("DROP_LAST",),
+    "DATA": ("ENSEMBLE_METHOD", "SSL_COLOR_JITTER", "SSL_COLOR_BRI_CON_SAT", "NUM_RETRIES", "DECODING_BACKEND"),
+    "BN": ("GLOBAL_SYNC",),
+    "RESNET": ("WIDTH_PER_GROUP",),
+}
+
+
+def get_defaults():
+    """A fresh copy of the full default configuration."""
+    return _C.clone()
+
+
+def add_stica_config(cfg):
+    """Add this project's nodes (and the new keys of shared nodes) to ``cfg`` (e.g. a PySlowFast config).
+
+    Existing keys are never overwritten.
+    """
+    cfg.defrost()
+    for node in NEW_NODES:
+        if node not in cfg:
+            cfg[node] = _C[node].clone()
+    for node, keys in NEW_KEYS.items():
+        if node not in cfg:
+            cfg[node] = CfgNode()
+        for key in keys:
+            if key not in cfg[node]:
+                cfg[node][key] = _C[node][key]
+    return cfg

@@ -1,0 +1,128 @@
+"""Video clip transforms (spec 3.3), on float tensors ``C x T x H x W`` unless noted.
+
+Every random transform takes an explicit ``random.Random`` so that a sample's augmentation is a pure function of
+its seed (per rank, epoch and index) and never depends on global state or on the DataLoader worker it ran in.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# RGB luminance weights (ITU-R BT.601).
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def uint8_thwc_to_float_cthw(frames):
+    """``T x H x W x 3`` uint8 -> ``3 x T x H x W`` float in [0, 1]."""
+    return frames.permute(3, 0, 1, 2).float().div_(255.0)
+
+
+def resize_short_side(x, size):
+    """Bilinear resize (align_corners False) so that the short side is ``size``; the long side is
+    ``floor(long / short · size)``. No-op when the short side already equals ``size``."""
+    h, w = x.shape[-2:]
+    if min(h, w) == size:
+        return x
+    if h <= w:
+        new_h, new_w = size, int(math.floor(w / h * size))
+    else:
+        new_h, new_w = int(math.floor(h / w * size)), size
+    return F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
+
+
+def random_short_side_scale_jitter(x, min_size, max_size, rng):
+    """Resize so the short side is ``round(U(min_size, max_size))``."""
+    return resize_short_side(x, int(round(rng.uniform(min_size, max_size))))
+
+
+def random_crop(x, size, rng):
+    """Random ``size x size`` crop; every valid offset ``0..H-size`` (inclusive) can be drawn."""
+    h, w = x.shape[-2:]
+    if h < size or w < size:
+        raise ValueError(f"cannot crop {size}x{size} from a {h}x{w} clip")
+    y0 = rng.randint(0, h - size)
+    x0 = rng.randint(0, w - size)
+    return x[..., y0:y0 + size, x0:x0 + size]
+
+
+def uniform_crop(x, size, spatial_idx):
+    """Deterministic crop for testing: ``spatial_idx`` 0/1/2 = left/centre/right when ``W > H`` (top/centre/bottom
+    when ``H > W``); the centre offset is ``ceil((L - size) / 2)``."""
+    h, w = x.shape[-2:]
+    if h < size or w < size:
+        raise ValueError(f"cannot crop {size}x{size} from a {h}x{w} clip")
+    y0 = int(math.ceil((h - size) / 2))
+    x0 = int(math.ceil((w - size) / 2))
+    if spatial_idx != 1:
+        end = spatial_idx == 2
+        if w > h:
+            x0 = (w - size) if end else 0
+        elif h > w:
+            y0 = (h - size) if end else 0
+    return x[..., y0:y0 + size, x0:x0 + size]
+
+
+def horizontal_flip(x, p, rng):
+    return x.flip(-1) if rng.random() < p else x
+
+
+def _grey(x):
+    """Per-frame luminance ``1 x T x H x W`` of an RGB clip ``3 x T x H x W``."""
+    return _LUMA[0] * x[0:1] + _LUMA[1] * x[1:2] + _LUMA[2] * x[2:3]
+
+
+def color_jitter(x, brightness, contrast, saturation, rng):
+    """Brightness / contrast / saturation jitter in random order, one factor ``1 + U(-s, s)`` per clip, applied
+    frame by frame (contrast around each frame's mean grey level, saturation towards each frame's grey image)."""
+    ops = []
+    if brightness > 0:
+        ops.append(("b", 1.0 + rng.uniform(-brightness, brightness)))
+    if contrast > 0:
+        ops.append(("c", 1.0 + rng.uniform(-contrast, contrast)))
+    if saturation > 0:
+        ops.append(("s", 1.0 + rng.uniform(-saturation, saturation)))
+    rng.shuffle(ops)
+    for kind, alpha in ops:
+        if kind == "b":
+            x = x * alpha
+        elif kind == "c":
+            ref = _grey(x).mean(dim=(-2, -1), keepdim=True)
+            x = alpha * x + (1 - alpha) * ref
+        else:
+            x = alpha * x + (1 - alpha) * _grey(x)
+    return x
+
+
+def normalize(x, mean, std):
+    mean = torch.as_tensor(mean, dtype=x.dtype).view(-1, 1, 1, 1)
+    std = torch.as_tensor(std, dtype=x.dtype).view(-1, 1, 1, 1)
+    return (x - mean) / std
+
+
+def train_video_transform(frames, *, jitter_scales, crop_size, mean, std, rng, flip=True, color=None):
+    """GDT pretraining / training augmentation (spec 3.3a, with the intended per-frame colour jitter).
+
+    Args:
+        frames: ``T x H x W x 3`` uint8.
+        color: ``(brightness, contrast, saturation)`` or None for no colour jitter.
+
+    Returns:
+        ``3 x T x crop_size x crop_size`` float, normalised.
+    """
+    x = uint8_thwc_to_float_cthw(frames)
+    x = random_short_side_scale_jitter(x, jitter_scales[0], jitter_scales[1], rng)
+    x = random_crop(x, crop_size, rng)
+    if flip:
+        x = horizontal_flip(x, 0.5, rng)
+    if color is not None:
+        x = color_jitter(x, *color, rng)
+    return normalize(x, mean, std).contiguous()
+
+
+def eval_video_transform(frames, *, crop_size, spatial_idx, mean, std):
+    """Deterministic evaluation view: short side resized to ``crop_size``, uniform crop ``spatial_idx``."""
+    x = uint8_thwc_to_float_cthw(frames)
+    x = resize_short_side(x, crop_size)
+    x = uniform_crop(x, crop_size, spatial_idx)
+    return normalize(x, mean, std).contiguous()

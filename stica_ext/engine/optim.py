@@ -1,0 +1,50 @@
+"""Optimizer and learning-rate policies (PySlowFast semantics, stepped per iteration with fractional epochs)."""
+
+import math
+
+import torch
+
+
+def construct_optimizer(model, cfg):
+    """SGD over the trainable parameters (weight decay on all of them, as in the GDT recipe)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    s = cfg.SOLVER
+    if s.OPTIMIZING_METHOD != "sgd":
+        raise ValueError(f"SOLVER.OPTIMIZING_METHOD {s.OPTIMIZING_METHOD!r} is not supported (use 'sgd')")
+    return torch.optim.SGD(params, lr=s.BASE_LR, momentum=s.MOMENTUM, dampening=s.DAMPENING,
+                           weight_decay=s.WEIGHT_DECAY, nesterov=s.NESTEROV)
+
+
+def _policy_lr(cfg, epoch):
+    s = cfg.SOLVER
+    if s.LR_POLICY == "constant":
+        return s.BASE_LR
+    if s.LR_POLICY == "cosine":
+        offset = s.WARMUP_EPOCHS if s.COSINE_AFTER_WARMUP else 0.0
+        span = max(s.MAX_EPOCH - offset, 1e-8)
+        t = min(max(epoch - offset, 0.0), span) / span
+        return s.COSINE_END_LR + (s.BASE_LR - s.COSINE_END_LR) * (math.cos(math.pi * t) + 1.0) * 0.5
+    if s.LR_POLICY == "steps_with_relative_lrs":
+        # STEPS are epoch boundaries (first must be 0, as in PySlowFast); LRS the multipliers of BASE_LR.
+        ind = 0
+        for i, step in enumerate(s.STEPS):
+            if epoch >= step:
+                ind = i
+        return s.LRS[ind] * s.BASE_LR
+    raise ValueError(f"unknown SOLVER.LR_POLICY {s.LR_POLICY!r}")
+
+
+def get_lr_at_epoch(cfg, epoch):
+    """Learning rate at fractional ``epoch``: linear warmup from ``WARMUP_START_LR`` over ``WARMUP_EPOCHS`` to the
+    policy's value at the end of warmup, then the policy."""
+    s = cfg.SOLVER
+    lr = _policy_lr(cfg, epoch)
+    if epoch < s.WARMUP_EPOCHS:
+        end = _policy_lr(cfg, s.WARMUP_EPOCHS)
+        lr = s.WARMUP_START_LR + (end - s.WARMUP_START_LR) * epoch / s.WARMUP_EPOCHS
+    return lr
+
+
+def set_lr(optimizer, lr):
+    for g in optimizer.param_groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)
