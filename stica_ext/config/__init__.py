@@ -41,9 +41,8 @@ def _normalise_str_or_int(cfg):
     for full in _STR_OR_INT_KEYS:
         node, *rest = full.split(".")
         if node in cfg and isinstance(cfg[node], dict) and rest[0] in cfg[node]:
-            v = cfg[node][rest[0]]
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                cfg[node][rest[0]] = str(v)
+            # yacs literal-evaluates strings while merging: quote so that "3" stays the string "3"
+            cfg[node][rest[0]] = repr(str(cfg[node][rest[0]]))
 
 
 class CfgNode(_FvCfgNode):
@@ -192,7 +191,8 @@ def assert_and_infer_cfg(cfg):
     if cfg.SOLVER.LR_POLICY == "steps_with_relative_lrs":
         need(len(cfg.SOLVER.LRS) == len(cfg.SOLVER.STEPS) and len(cfg.SOLVER.STEPS) > 0,
              f"SOLVER.STEPS ({cfg.SOLVER.STEPS}) and SOLVER.LRS ({cfg.SOLVER.LRS}) must be non-empty and of equal length")
-    need(cfg.SOLVER.OPTIMIZING_METHOD in ("sgd",), f"SOLVER.OPTIMIZING_METHOD must be 'sgd', got {cfg.SOLVER.OPTIMIZING_METHOD!r}")
+    need(cfg.SOLVER.OPTIMIZING_METHOD in ("sgd", "adam", "adamw"),
+         f"SOLVER.OPTIMIZING_METHOD must be sgd, adam or adamw, got {cfg.SOLVER.OPTIMIZING_METHOD!r}")
     need(cfg.SOLVER.MAX_EPOCH >= 1, f"SOLVER.MAX_EPOCH must be >= 1, got {cfg.SOLVER.MAX_EPOCH}")
     need(cfg.GDT.TEMPERATURE > 0, f"GDT.TEMPERATURE must be > 0, got {cfg.GDT.TEMPERATURE}")
     try:

@@ -116,7 +116,9 @@ _C.SOLVER.NESTEROV = False
 _C.SOLVER.WEIGHT_DECAY = 1e-5
 _C.SOLVER.WARMUP_EPOCHS = 0.0
 _C.SOLVER.WARMUP_START_LR = 0.01
+# "sgd", "adam" or "adamw".
 _C.SOLVER.OPTIMIZING_METHOD = "sgd"
+_C.SOLVER.BETAS = (0.9, 0.999)
 _C.SOLVER.CLIP_GRAD_L2NORM = None
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,13 +6,18 @@ import torch
 
 
 def construct_optimizer(model, cfg):
-    """SGD over the trainable parameters (weight decay on all of them, as in the GDT recipe)."""
+    """``SOLVER.OPTIMIZING_METHOD`` over the trainable parameters, weight decay on all of them (as in the GDT
+    recipe): ``sgd`` (momentum, dampening, Nesterov from SOLVER), ``adam`` or ``adamw`` (``SOLVER.BETAS``)."""
     params = [p for p in model.parameters() if p.requires_grad]
     s = cfg.SOLVER
-    if s.OPTIMIZING_METHOD != "sgd":
-        raise ValueError(f"SOLVER.OPTIMIZING_METHOD {s.OPTIMIZING_METHOD!r} is not supported (use 'sgd')")
-    return torch.optim.SGD(params, lr=s.BASE_LR, momentum=s.MOMENTUM, dampening=s.DAMPENING,
-                           weight_decay=s.WEIGHT_DECAY, nesterov=s.NESTEROV)
+    if s.OPTIMIZING_METHOD == "sgd":
+        return torch.optim.SGD(params, lr=s.BASE_LR, momentum=s.MOMENTUM, dampening=s.DAMPENING,
+                               weight_decay=s.WEIGHT_DECAY, nesterov=s.NESTEROV)
+    if s.OPTIMIZING_METHOD == "adam":
+        return torch.optim.Adam(params, lr=s.BASE_LR, betas=tuple(s.BETAS), weight_decay=s.WEIGHT_DECAY)
+    if s.OPTIMIZING_METHOD == "adamw":
+        return torch.optim.AdamW(params, lr=s.BASE_LR, betas=tuple(s.BETAS), weight_decay=s.WEIGHT_DECAY)
+    raise ValueError(f"SOLVER.OPTIMIZING_METHOD {s.OPTIMIZING_METHOD!r} is not supported (sgd, adam, adamw)")
 
 
 def _policy_lr(cfg, epoch):

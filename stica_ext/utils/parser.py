@@ -1,6 +1,11 @@
 """PySlowFast's command line: ``--cfg FILE [FILE ...] --init_method URL --num_shards N --shard_id K KEY VALUE ...``."""
 
 import argparse
+import os
+
+
+def _is_cfg_file(arg):
+    return arg.endswith((".yaml", ".yml")) or os.path.isfile(arg)
 
 
 def parse_args(argv=None):
@@ -16,4 +21,12 @@ def parse_args(argv=None):
     p.add_argument("--shard_id", type=int, default=None, help="index of this machine (overrides SHARD_ID)")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=None,
                    help="config overrides as KEY VALUE pairs, e.g. SOLVER.BASE_LR 0.1 NUM_GPUS 0")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # "--cfg a.yaml KEY VALUE": argparse gives every word to --cfg; the config files are the leading YAML paths.
+    files = list(args.cfg_files)
+    n = 0
+    while n < len(files) and _is_cfg_file(files[n]):
+        n += 1
+    args.cfg_files, extra = files[:n], files[n:]
+    args.opts = extra + list(args.opts or [])
+    return args
