@@ -98,33 +98,27 @@ def test_pretrain_checkpoint_resume_probe(synth_dir, tmp_path):
         assert simplejson.load(f) == results
 
 
-def test_probe_freezes_backbone(synth_dir, tmp_path):
-    """The probe must not change the backbone: BatchNorm statistics and weights stay as loaded."""
-    from stica_ext.engine.linear_probe import run_linear_probe
-    from stica_ext.models import build_model
+def test_probe_freezes_backbone(synth_dir, tmp_path, monkeypatch):
+    """The probe must not change the backbone: BatchNorm statistics and weights stay as built."""
+    from stica_ext.engine import linear_probe as lp
 
     cfg = tiny_cfg(synth_dir, tmp_path, **{"LINEAR.CACHE_FEATURES": "False", "LINEAR.EPOCHS": "1"})
     captured = {}
-    import stica_ext.engine.linear_probe as lp
-
-    orig = lp.build_model
+    build = lp.build_model
 
     def spy(c):
-        m = orig(c)
+        m = build(c)
         captured["model"] = m
         captured["before"] = {k: v.clone() for k, v in m.state_dict().items()}
         return m
 
-    lp.build_model = spy
-    try:
-        metrics = run_linear_probe(cfg, "", "random init")
-    finally:
-        lp.build_model = orig
+    monkeypatch.setattr(lp, "build_model", spy)
+    metrics = lp.run_linear_probe(cfg, "", "random init")
     after = captured["model"].state_dict()
+    assert captured["before"].keys() == after.keys()
     for k, v in captured["before"].items():
         assert torch.equal(v, after[k]), k
-    assert metrics["num_videos"] == 6
-    assert build_model is not None
+    assert metrics["num_videos"] == 6 and metrics["num_clips"] == 12
 
 
 def test_bad_videos_are_skipped_and_counted(synth_dir, tmp_path):

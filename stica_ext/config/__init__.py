@@ -208,4 +208,42 @@ def assert_and_infer_cfg(cfg):
     need(cfg.TEST.NUM_ENSEMBLE_VIEWS >= 1 and cfg.TEST.NUM_SPATIAL_CROPS in (1, 3),
          f"TEST.NUM_ENSEMBLE_VIEWS must be >= 1 and TEST.NUM_SPATIAL_CROPS 1 or 3, got "
          f"{cfg.TEST.NUM_ENSEMBLE_VIEWS} / {cfg.TEST.NUM_SPATIAL_CROPS}")
+    if cfg.MODEL.MODEL_NAME == "STiCA":  # STiCA crops, pooling and loss (spec 5, 8 items 4, 8, 18)
+        s = cfg.STICA
+        crops = {f"STICA.{k}": s[k]
+                 for k in ("NUM_LARGE_CROPS", "NUM_SMALL_CROPS", "NUM_LARGE_TCROPS", "NUM_SMALL_TCROPS")}
+        need(min(crops.values()) >= 0 and s.NUM_LARGE_CROPS <= 2 and s.NUM_LARGE_TCROPS <= 2,
+             f"STiCA crop counts must be >= 0, with at most 2 large crops; got {crops}")
+        need(0.0 <= s.CROSS_MODAL_ALPHA <= 1.0, f"STICA.CROSS_MODAL_ALPHA must be in [0, 1], got {s.CROSS_MODAL_ALPHA}")
+        active = (s.NUM_LARGE_CROPS == 2 or s.NUM_LARGE_CROPS * s.NUM_SMALL_CROPS > 0
+                  or s.NUM_LARGE_TCROPS == 2 or s.NUM_LARGE_TCROPS * s.NUM_SMALL_TCROPS > 0)
+        need(active or s.CROSS_MODAL_ALPHA == 1.0,
+             f"no STiCA crop term is active ({crops}): use 2 large crops or >= 1 large and >= 1 small crops (spatial "
+             f"or temporal), or STICA.CROSS_MODAL_ALPHA 1.0 for cross-modal learning only (got {s.CROSS_MODAL_ALPHA})")
+        need(s.CROP_TEMPERATURE > 0 and s.CROSS_MODAL_TEMPERATURE > 0,
+             f"STICA.CROP_TEMPERATURE and STICA.CROSS_MODAL_TEMPERATURE must be > 0, got {s.CROP_TEMPERATURE} / "
+             f"{s.CROSS_MODAL_TEMPERATURE}")
+        fracs = list(s.SPATIAL_CROP_FRACS) + list(s.TEMPORAL_CROP_FRACS)
+        need(len(s.SPATIAL_CROP_FRACS) == 2 and len(s.TEMPORAL_CROP_FRACS) == 2 and all(0 < f <= 1 for f in fracs),
+             f"STICA.SPATIAL_CROP_FRACS / STICA.TEMPORAL_CROP_FRACS must be [large, small] fractions in (0, 1], got "
+             f"{list(s.SPATIAL_CROP_FRACS)} / {list(s.TEMPORAL_CROP_FRACS)}")
+        need(s.NUM_LAYERS >= 0 and 0.0 <= s.DROPOUT < 1.0,
+             f"STICA.NUM_LAYERS must be >= 0 and STICA.DROPOUT in [0, 1), got {s.NUM_LAYERS} / {s.DROPOUT}")
+        t_map, hw_map = cfg.DATA.NUM_FRAMES, (cfg.DATA.TRAIN_CROP_SIZE + 1) // 2  # layer4 map: the stem halves space,
+        for _ in range(3):  # layer2-4 halve time and space (ceil)
+            t_map, hw_map = (t_map + 1) // 2, (hw_map + 1) // 2
+        if s.NUM_LAYERS > 0:
+            need(8 * cfg.RESNET.WIDTH_PER_GROUP % s.NUM_HEADS == 0,
+                 f"the transformer width 8 x RESNET.WIDTH_PER_GROUP ({8 * cfg.RESNET.WIDTH_PER_GROUP}) must be "
+                 f"divisible by STICA.NUM_HEADS ({s.NUM_HEADS})")
+            need(not s.POSITIONAL_EMB or t_map <= s.MAX_POSITIONS,
+                 f"DATA.NUM_FRAMES ({cfg.DATA.NUM_FRAMES}) gives {t_map} temporal tokens, more than the positional "
+                 f"embedding's STICA.MAX_POSITIONS ({s.MAX_POSITIONS})")
+        if s.CROP_COMPAT:
+            need(hw_map == 7 or s.NUM_LARGE_CROPS + s.NUM_SMALL_CROPS == 0,
+                 f"STICA.CROP_COMPAT needs the reference's 7 x 7 feature map (DATA.TRAIN_CROP_SIZE 97..112), "
+                 f"DATA.TRAIN_CROP_SIZE {cfg.DATA.TRAIN_CROP_SIZE} gives {hw_map} x {hw_map}")
+            need(t_map == 4 or t_map >= 7 or s.NUM_LARGE_TCROPS + s.NUM_SMALL_TCROPS == 0,
+                 f"STICA.CROP_COMPAT temporal crops need a feature map of 4 or >= 7 time steps; DATA.NUM_FRAMES "
+                 f"{cfg.DATA.NUM_FRAMES} gives {t_map}")
     return cfg

@@ -157,6 +157,10 @@ _C.GDT.NORM_FEAT = True
 _C.GDT.TEMPERATURE = 0.07
 # Transformation hypothesis, by number 1..9 or README name ("cross_modal_baseline", ...).
 _C.GDT.HYPOTHESIS = "1"
+# Negatives gathered from the other processes kept per loss term: -1 = all, N > 0 = a random subset of N rows.
+_C.GDT.NUM_NEGATIVES = -1
+# Reproduce the reference's multi-process negative-bank aliasing (spec 4.4) instead of the clean banks (4.3).
+_C.GDT.REFERENCE_BANK_ALIASING = False
 
 # ---------------------------------------------------------------------------------------------------------------
 # AUDIO (new): audio stream, spectrogram, audio backbone
@@ -224,6 +228,76 @@ _C.LINEAR.STANDARDIZE = True
 _C.LINEAR.COMPARE_RANDOM_INIT = True
 
 # ---------------------------------------------------------------------------------------------------------------
+# STICA (new): space-time crops and transformer pooling
+# ---------------------------------------------------------------------------------------------------------------
+_C.STICA = CfgNode()
+# Feature-map crops per view (spec 5.1, 5.3). Large crops: at most 2. The loss needs at least one active crop term
+# (2 large crops, or >= 1 large and >= 1 small crops, spatial or temporal) unless CROSS_MODAL_ALPHA is 1.0.
+_C.STICA.NUM_LARGE_CROPS = 2
+_C.STICA.NUM_SMALL_CROPS = 4
+_C.STICA.NUM_LARGE_TCROPS = 2
+_C.STICA.NUM_SMALL_TCROPS = 1
+# Crop windows as fractions (large, small) of the feature map's size, rounded half up to whole cells: spatial 6/7 and
+# 4/7 of each axis (7x7 map: 6x6 and 4x4), temporal 3/4 and 1/2 of T' (T'=4: 3 and 2, T'=8: 6 and 4).
+_C.STICA.SPATIAL_CROP_FRACS = [6 / 7, 4 / 7]
+_C.STICA.TEMPORAL_CROP_FRACS = [0.75, 0.5]
+# Reproduce the reference's crop windows and positions (fixed 6x6 / 4x4 windows on a 7x7 map, temporal 3/2 for
+# T'=4 else 6/4, the last valid offset never drawn, large spatial crop always top-left) instead of the fractions
+# above with offsets drawn over every valid position.
+_C.STICA.CROP_COMPAT = False
+# Video pooling: 0 = global average pooling, N > 0 = N-layer transformer over the temporal tokens of the map.
+_C.STICA.NUM_LAYERS = 0
+_C.STICA.NUM_HEADS = 4
+_C.STICA.DROPOUT = 0.0
+# Learned positional embedding (MAX_POSITIONS rows; the layer4 time length must not exceed it) and value / output
+# projections in the attention.
+_C.STICA.POSITIONAL_EMB = False
+_C.STICA.MAX_POSITIONS = 64
+_C.STICA.QKV_MHA = False
+# Objective: crop terms at CROP_TEMPERATURE, video-audio term at CROSS_MODAL_TEMPERATURE, total
+# (1 - CROSS_MODAL_ALPHA) * crops + CROSS_MODAL_ALPHA * cross-modal.
+_C.STICA.CROP_TEMPERATURE = 0.5
+_C.STICA.CROSS_MODAL_TEMPERATURE = 0.1
+_C.STICA.CROSS_MODAL_ALPHA = 0.5
+# Re-encode the audio for each of the two views (reference) instead of once per step.
+_C.STICA.AUDIO_PER_VIEW = False
+
+# ---------------------------------------------------------------------------------------------------------------
+# TEXT (new): video-text GDT (HowTo100M)
+# ---------------------------------------------------------------------------------------------------------------
+_C.TEXT = CfgNode()
+# Video list: a CSV with a header and a ``video_id`` column (file ``VIDEO_ROOT/<id><VIDEO_EXT>``) or a ``video_path``
+# column (relative to VIDEO_ROOT, or to the CSV's folder when VIDEO_ROOT is empty); "" = every video in VIDEO_ROOT.
+_C.TEXT.VIDEO_LIST = ""
+_C.TEXT.VIDEO_ROOT = ""
+_C.TEXT.VIDEO_EXT = ".mp4"
+# Captions: one ``<id>.csv`` (start,end,text) per video under CAPTION_ROOT, or one caption.json
+# ({id: {"start": [...], "end": [...], "text": [...]}}); CAPTION_JSON wins when both are set.
+_C.TEXT.CAPTION_ROOT = ""
+_C.TEXT.CAPTION_JSON = ""
+# Videos whose parsed per-video caption CSVs are kept in memory per process (-1 = all).
+_C.TEXT.CAPTION_CACHE_SIZE = 20000
+# Vocabulary (numpy array of words; token id = index + 1, 0 = padding) and the frozen word-vector matrix
+# (V x WORD_DIM tensor, torch.save'd). The matrix is read lazily, never when only the video branch is used.
+_C.TEXT.DICT_PATH = ""
+_C.TEXT.WORD2VEC_PATH = ""
+# Look words up in lower case first, then in their exact case (False = exact case only, the reference behaviour).
+_C.TEXT.LOWER_CASE = True
+# Word-embedding rows used when the model is built before WORD2VEC_PATH or a checkpoint fills them.
+_C.TEXT.VOCAB_SIZE = 66250
+_C.TEXT.WORD_DIM = 300
+# Text encoder width (fc1 output, input of the text head).
+_C.TEXT.HIDDEN_DIM = 2048
+# Tokens per caption (truncated / zero-padded).
+_C.TEXT.MAX_WORDS = 20
+# Captions shorter than this (s) are widened symmetrically to it (clamped at 0).
+_C.TEXT.MIN_TIME = 4.0
+# Video normalisation: "none" (pixels / 255, the reference) or "mean_std" ((x / 255 - DATA.MEAN) / DATA.STD).
+_C.TEXT.VIDEO_NORMALIZE = "none"
+# Exclude padding positions from the text max-pool (False = reference: padding embeds row 0 and takes part).
+_C.TEXT.MASK_PADDING = False
+
+# ---------------------------------------------------------------------------------------------------------------
 # TENSORBOARD
 # ---------------------------------------------------------------------------------------------------------------
 _C.TENSORBOARD = CfgNode()
@@ -231,7 +305,7 @@ _C.TENSORBOARD.ENABLE = False
 _C.TENSORBOARD.LOG_DIR = ""
 
 # The nodes and keys this project adds to a PySlowFast config.
-NEW_NODES = ("GDT", "AUDIO", "SYNTH", "LINEAR")
+NEW_NODES = ("GDT", "AUDIO", "SYNTH", "LINEAR", "STICA", "TEXT")
 NEW_KEYS = {
     "TRAIN": ("DROP_LAST",),
     "DATA": ("ENSEMBLE_METHOD", "SSL_COLOR_JITTER", "SSL_COLOR_BRI_CON_SAT", "NUM_RETRIES", "DECODING_BACKEND"),

@@ -1,6 +1,6 @@
 """Training and evaluation loops, checkpointing, launching."""
 
-from .linear_probe import linear_probe, run_linear_probe  # noqa: F401
+from .linear_probe import linear_probe_task, run_linear_probe  # noqa: F401
 from .train_ssl import train_ssl  # noqa: F401
 
 
@@ -17,10 +17,10 @@ def run_task(cfg):
             from . import checkpoint as cu
 
             path = last or cu.get_last_checkpoint(cfg.OUTPUT_DIR) or cfg.TRAIN.CHECKPOINT_FILE_PATH
-            return linear_probe(cfg, path or "")
+            return linear_probe_task(cfg, path or "")
         return last
     if cfg.TASK == "linear_probe":
         if cfg.TRAIN.ENABLE or cfg.TEST.ENABLE:
-            return linear_probe(cfg)
+            return linear_probe_task(cfg)
         return None
     raise ValueError(f"unknown TASK {cfg.TASK!r}")

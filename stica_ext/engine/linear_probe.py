@@ -206,7 +206,7 @@ def format_probe_table(results):
     return "\n".join(lines)
 
 
-def linear_probe(cfg, checkpoint_path=None):
+def linear_probe_task(cfg, checkpoint_path=None):
     """Probe ``checkpoint_path`` (default ``TRAIN.CHECKPOINT_FILE_PATH``; random init when empty) and, with
     ``LINEAR.COMPARE_RANDOM_INIT``, the same network at random init. Writes ``OUTPUT_DIR/linear_probe.json``."""
     setup_logging(cfg.OUTPUT_DIR)

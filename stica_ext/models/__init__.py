@@ -5,6 +5,8 @@ from .build import build_model
 from .gdt import GDT, AudioBaseNetwork, VideoBaseNetwork
 from .heads import MLPHead, build_head
 from .r2plus1d import R2Plus1D, midplanes, r2plus1d_18, r2plus1d_34
+from .stica import STiCA  # noqa: F401  (registers STiCA)
+from .text import TextEncoder, TextVidGDT  # noqa: F401  (registers TextVidGDT)
 
 __all__ = [
     "AudioResNet",

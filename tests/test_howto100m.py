@@ -1,0 +1,532 @@
+"""Video-text GDT on HowTo100M-style data: captions, pairing, tokenisation, views, bad videos, text encoder, model.
+
+Runs on a tiny fixture written by :func:`make_howto_fixture` (4 synthetic 6-s videos at 48 px); full-width models
+are built on the ``meta`` device only.
+"""
+
+import csv
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stica_ext.config import get_cfg
+from stica_ext.datasets import build_dataset
+from stica_ext.datasets.howto100m import (
+    CaptionStore,
+    Howto100mDataset,
+    Tokenizer,
+    UnusableVideo,
+    decode_clips_at,
+    read_caption_csv,
+    read_video_list,
+    sample_clip_start,
+    scan_video_root,
+    widen_window,
+)
+from stica_ext.datasets.howto_fixture import fixture_overrides, make_howto_fixture
+from stica_ext.datasets.synthetic import generate_clip, write_av_file
+from stica_ext.losses.gdt import GDTNCELoss
+from stica_ext.models import build_model
+from stica_ext.models.text import TextEncoder, TextVidGDT
+from stica_ext.registry import DATASET_REGISTRY, MODEL_REGISTRY
+
+DATA = Path(__file__).parent / "data"
+A3 = "state_dict_textvid_gdt_mlp.txt"
+CLIP_FRAMES, CLIP_FPS = 8, 16  # 0.5 s clips in the tests
+CLIP_LEN = CLIP_FRAMES / CLIP_FPS
+SRC_FPS = 30
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory):
+    root = tmp_path_factory.mktemp("howto")
+    return make_howto_fixture(str(root), num_videos=4, seed=1, size=48, duration=6.0, fps=SRC_FPS,
+                              captions_per_video=4)
+
+
+def howto_cfg(fx, use_json=False, **over):
+    cfg = get_cfg()
+    cfg.merge_from_list(fixture_overrides(fx, use_json=use_json))
+    cfg.RNG_SEED = 0
+    cfg.DATA.TARGET_FPS = CLIP_FPS
+    cfg.DATA.NUM_FRAMES = CLIP_FRAMES
+    cfg.DATA.TRAIN_CROP_SIZE = 32
+    cfg.DATA.NUM_RETRIES = 10
+    cfg.DATA_LOADER.NUM_WORKERS = 0
+    cfg.GDT.HYPOTHESIS = "6"
+    cfg.MODEL.MODEL_NAME = "TextVidGDT"
+    cfg.RESNET.WIDTH_PER_GROUP = 4
+    cfg.GDT.EMBED_DIM = 16
+    cfg.TEXT.HIDDEN_DIM = 32
+    cfg.TEXT.VOCAB_SIZE = 10
+    cfg.merge_from_list([x for kv in over.items() for x in kv])
+    return cfg
+
+
+def read_fixture(name):
+    rows = []
+    for line in (DATA / name).read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, shape, dtype = line.split()
+        dims = shape.strip("()")
+        rows.append((key, tuple(int(d) for d in dims.split(",")) if dims else (), dtype))
+    return rows
+
+
+def describe(model):
+    return [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in model.state_dict().items()]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config, registries, fixture generator
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_text_config_node_defaults():
+    t = get_cfg().TEXT
+    assert (t.VOCAB_SIZE, t.WORD_DIM, t.HIDDEN_DIM, t.MAX_WORDS, t.MIN_TIME) == (66250, 300, 2048, 20, 4.0)
+    assert t.VIDEO_NORMALIZE == "none" and t.MASK_PADDING is False and t.LOWER_CASE is True
+    for key in ("VIDEO_LIST", "VIDEO_ROOT", "CAPTION_ROOT", "CAPTION_JSON", "DICT_PATH", "WORD2VEC_PATH"):
+        assert t[key] == ""
+
+
+def test_registered_names(fx):
+    assert DATASET_REGISTRY.get("Howto100m") is Howto100mDataset
+    assert MODEL_REGISTRY.get("TextVidGDT") is TextVidGDT
+    ds = build_dataset("howto100m", howto_cfg(fx), "train")
+    assert isinstance(ds, Howto100mDataset) and len(ds) == 4
+
+
+def test_fixture_files_and_captions_describe_the_videos(fx):
+    root = Path(fx["root"])
+    manifest = json.loads((root / "manifest.json").read_text())["videos"]
+    with open(fx["video_list"]) as f:
+        assert f.readline().strip() == "video_id"
+    words = np.load(fx["dict_path"], allow_pickle=False)
+    assert list(words) == fx["words"]
+    w2v = torch.load(fx["word2vec_path"], weights_only=True)
+    assert torch.is_tensor(w2v) and w2v.shape == (len(words) + 1, 300) and w2v.dtype == torch.float32
+    assert torch.all(w2v[0] == 0)
+    for info in manifest:
+        rows = fx["captions"][info["video_id"]]
+        assert len(rows) == 4 and rows[0][0] == 0.0 and rows[-1][1] == 6.0
+        assert all(a[1] == b[0] for a, b in zip(rows, rows[1:]))  # consecutive spans
+        for start, end, text in rows:
+            assert info["shape"] in text and info["colour"] in text and end > start
+        # a caption's motion phrase comes from an event inside its span (or none)
+        for start, end, text in rows:
+            kinds = {k for t, k in zip(info["impact_times"], info["impact_kinds"]) if start <= t < end}
+            if "bounces on the floor" in text:
+                assert "floor" in kinds
+        with open(root / "captions" / f"{info['video_id']}.csv") as f:
+            assert next(csv.reader(f)) == ["start", "end", "text"]
+    import av
+
+    with av.open(os.path.join(fx["video_root"], "vid_00000.mp4")) as c:
+        assert len(c.streams.audio) == 0 and len(c.streams.video) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Video lists and captions
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_video_list_header_and_folder_scan(fx, tmp_path):
+    ids, paths = read_video_list(fx["video_list"], fx["video_root"])
+    assert ids == fx["video_ids"]  # the header row is not a video
+    assert paths == [os.path.join(fx["video_root"], f"{v}.mp4") for v in ids]
+    assert scan_video_root(fx["video_root"]) == (ids, paths)
+
+    # video_path column (MIL-NCE style), relative to the list's folder when no root is given; extra columns ignored
+    p = tmp_path / "list.csv"
+    p.write_text("video_path,category\nvideos/a.mp4,Cars\nsub/b.webm,Food\n\n")
+    ids2, paths2 = read_video_list(str(p))
+    assert ids2 == ["a", "b"] and paths2 == [str(tmp_path / "videos/a.mp4"), str(tmp_path / "sub/b.webm")]
+
+    (tmp_path / "header_only.csv").write_text("video_id\n")
+    with pytest.raises(ValueError, match="names no video"):
+        read_video_list(str(tmp_path / "header_only.csv"))
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match="empty"):
+        read_video_list(str(tmp_path / "empty.csv"))
+    (tmp_path / "no_header.csv").write_text("abc\ndef\n")
+    with pytest.raises(ValueError, match="video_id"):
+        read_video_list(str(tmp_path / "no_header.csv"))
+
+
+def test_caption_csv_and_json_parse_the_same(fx):
+    by_csv = CaptionStore(caption_root=fx["caption_root"])
+    by_json = CaptionStore(caption_json=fx["caption_json"])
+    fractional = 0
+    for vid, rows in fx["captions"].items():
+        for store in (by_csv, by_json):
+            caps = store.get(vid)
+            assert caps.start.dtype == np.float64 and len(caps) == len(rows)
+            assert caps.start.tolist() == [r[0] for r in rows] and caps.end.tolist() == [r[1] for r in rows]
+            assert list(caps.text) == [r[2] for r in rows]
+        fractional += sum(1 for r in rows if r[0] != int(r[0]))
+    assert fractional > 0  # times are not truncated to integers
+    with pytest.raises(UnusableVideo, match="no entry"):
+        by_json.get("not_a_video")
+    with pytest.raises(UnusableVideo, match="not found"):
+        by_csv.get("not_a_video")
+
+
+def test_caption_csv_edge_cases(tmp_path):
+    p = tmp_path / "v.csv"
+    p.write_text('start,end,text\n0.5,1.25,"hello, world"\n2,3,\nx,4,bad time\n4.75,9.5,last\n')
+    caps = read_caption_csv(str(p))
+    assert caps.start.tolist() == [0.5, 2.0, 4.75] and caps.end.tolist() == [1.25, 3.0, 9.5]
+    assert caps.text == ("hello, world", "", "last")  # empty text stays "" (not "nan"); bad time row dropped
+    (tmp_path / "w.csv").write_text("begin,finish,caption\n0,1,a\n")
+    with pytest.raises(UnusableVideo, match="lacks column"):
+        read_caption_csv(str(tmp_path / "w.csv"))
+
+
+def test_caption_csvs_are_read_once(fx, tmp_path):
+    root = tmp_path / "caps"
+    shutil.copytree(fx["caption_root"], root)
+    store = CaptionStore(caption_root=str(root))
+    first = store.get("vid_00000")
+    os.remove(root / "vid_00000.csv")
+    assert store.get("vid_00000") is first  # served from the cache, the file is not read again
+    small = CaptionStore(caption_root=str(root), cache_size=1)
+    small.get("vid_00001")
+    small.get("vid_00002")  # evicts vid_00001
+    os.remove(root / "vid_00001.csv")
+    with pytest.raises(UnusableVideo):
+        small.get("vid_00001")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pairing: widening and clip placement
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_widen_window():
+    assert widen_window(10.3, 11.1, 4.0) == pytest.approx((8.7, 12.7))  # symmetric, fractional kept
+    assert widen_window(1.0, 2.0, 4.0) == (0.0, 4.0)  # clamped at 0, still MIN_TIME long
+    assert widen_window(3.25, 9.5, 4.0) == (3.25, 9.5)  # long enough: unchanged
+    assert widen_window(5.0, 5.0, 0.0) == (5.0, 5.0)
+
+
+def test_clip_start_inside_the_window():
+    rng = random.Random(0)
+    starts = [sample_clip_start(2.3, 6.3, 1.875, rng) for _ in range(2000)]
+    assert min(starts) >= 2.3 and max(starts) <= 6.3 - 1.875 + 1e-12
+    assert max(starts) - min(starts) > 1.9  # covers the range
+    assert any(s != int(s) for s in starts)
+    assert sample_clip_start(2.0, 3.0, 1.875, rng) == 2.0  # window shorter than the clip: start at its start
+    assert sample_clip_start(8.0, 12.0, 1.875, rng, duration=6.0) == pytest.approx(6.0 - 1.875)  # clamp to video
+    assert sample_clip_start(0.0, 4.0, 1.875, rng, duration=1.0) == 0.0
+
+
+def test_dataset_clips_lie_inside_widened_captions(fx):
+    ds = Howto100mDataset(howto_cfg(fx), "train")
+    seen_fractional = False
+    for index in range(4):
+        caps = ds.captions.get(ds.video_ids[index])
+        for epoch in range(3):
+            pairs = ds.sample_pairs(index, ds.item_rng(epoch, index, 0))
+            assert len(pairs) == 2 and pairs[0].caption_index != pairs[1].caption_index
+            for p in pairs:
+                ws, we = p.window
+                assert (ws, we) == widen_window(caps.start[p.caption_index], caps.end[p.caption_index], 4.0)
+                assert we - ws >= 4.0 - 1e-9
+                # the first decoded frame is on the source grid at or after the drawn start
+                assert ws - 1e-6 <= p.clip_start <= we - CLIP_LEN + 1.0 / SRC_FPS + 1e-6
+                assert p.clip_start + CLIP_LEN <= 6.0 + 1e-6
+                seen_fractional |= p.clip_start != int(p.clip_start)
+    assert seen_fractional
+
+
+def test_decode_clips_at_given_times(fx):
+    path = os.path.join(fx["video_root"], "vid_00000.mp4")
+    duration, clips = decode_clips_at(path, lambda d: [1.0, 2.5, 99.0], num_frames=CLIP_FRAMES, sampling_rate=1,
+                                      target_fps=CLIP_FPS)
+    assert duration == pytest.approx(6.0)
+    assert [c.frames.shape for c in clips] == [(CLIP_FRAMES, 48, 48, 3)] * 3
+    assert clips[0].start_sec == pytest.approx(1.0, abs=1.0 / SRC_FPS)
+    assert clips[1].start_sec == pytest.approx(2.5, abs=1.0 / SRC_FPS)
+    assert clips[2].start_sec == pytest.approx(6.0 - CLIP_LEN, abs=1.0 / SRC_FPS)  # clamped to the video
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tokenisation
+# ---------------------------------------------------------------------------------------------------------------
+
+VOCAB = ["the", "red", "circle", "Paris", "don't", "bounces", "red"]
+
+
+def test_tokenizer_edge_cases():
+    tok = Tokenizer(VOCAB, max_words=5)
+    assert tok("zzz qqq !!!").tolist() == [0] * 5  # all words unknown
+    assert tok("").tolist() == [0] * 5
+    assert tok("red,circle!bounces...the").tolist() == [2, 3, 6, 1, 0]  # punctuation separates words
+    assert tok("the red circle bounces the red circle").tolist() == [1, 2, 3, 6, 1]  # truncated
+    assert tok("don't stop").tolist() == [5, 0, 0, 0, 0]  # apostrophes stay inside words
+    assert tok("The RED Circle").tolist() == [1, 2, 3, 0, 0]  # lower-case lookup
+    assert tok("Paris paris PARIS").tolist() == [4, 0, 0, 0, 0]  # exact-case fallback only
+    assert tok(float("nan")).tolist() == [0] * 5
+    assert tok("red").dtype == torch.int64
+    exact = Tokenizer(VOCAB, max_words=5, lower_case=False)
+    assert exact("The red Paris").tolist() == [2, 4, 0, 0, 0]  # reference: case-sensitive
+    assert tok.vocab_size == len(VOCAB) + 1
+
+
+def test_tokenizer_reads_dict_npy(tmp_path):
+    np.save(tmp_path / "u.npy", np.array(VOCAB))
+    np.save(tmp_path / "o.npy", np.array(VOCAB, dtype=object), allow_pickle=True)
+    for name in ("u.npy", "o.npy"):
+        assert Tokenizer.from_file(str(tmp_path / name), max_words=3)("red circle").tolist() == [2, 3, 0]
+    with pytest.raises(FileNotFoundError, match="TEXT.DICT_PATH"):
+        Tokenizer.from_file(str(tmp_path / "missing.npy"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Items: view layout, normalisation, bad videos
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_four_view_layout(fx):
+    ds = Howto100mDataset(howto_cfg(fx), "train")
+    item = ds[(1, 2)]
+    assert item["video"].shape == (4, 3, CLIP_FRAMES, 32, 32) and item["video"].dtype == torch.float32
+    assert item["text"].shape == (4, 20) and item["text"].dtype == torch.int64
+    assert (int(item["label"]), int(item["index"]), int(item["skipped"])) == (0, 1, 0)
+    assert 0.0 <= float(item["video"].min()) and float(item["video"].max()) <= 1.0  # "none": /255 only
+    pairs = ds.sample_pairs(1, ds.item_rng(2, 1, 0))  # the same draws as the item
+    v, t = item["video"], item["text"]
+    caps = ds.captions.get("vid_00001")
+    assert torch.equal(v[0], pairs[0].video) and torch.equal(v[2], pairs[1].video)
+    assert torch.equal(v[1], v[0].flip(1)) and torch.equal(v[3], v[2].flip(1))  # reversed frames
+    assert torch.equal(t[0], ds.tokenizer(caps.text[pairs[0].caption_index]))
+    assert torch.equal(t[2], ds.tokenizer(caps.text[pairs[1].caption_index]))  # shift: a second caption
+    assert not torch.equal(t[0], t[2]) and not torch.equal(v[0], v[2])
+    assert torch.equal(t[1], t[0].flip(0)) and torch.equal(t[3], t[2].flip(0))  # reversed tokens
+    assert int(t[1, 0]) == 0 and int(t[1, -1]) != 0  # padding moved to the front
+
+    # the same item from caption.json
+    ds_json = Howto100mDataset(howto_cfg(fx, use_json=True), "train")
+    item_json = ds_json[(1, 2)]
+    assert torch.equal(item_json["video"], v) and torch.equal(item_json["text"], t)
+
+
+@pytest.mark.parametrize("hypothesis,layout", [("1", ["orig"]), ("2", ["orig", "rev"]), ("4", ["orig", "shift"])])
+def test_views_follow_the_hypothesis(fx, hypothesis, layout):
+    ds = Howto100mDataset(howto_cfg(fx, **{"GDT.HYPOTHESIS": hypothesis}), "train")
+    item = ds[(0, 0)]
+    assert item["video"].shape[0] == item["text"].shape[0] == len(layout)
+    full = Howto100mDataset(howto_cfg(fx), "train")[(0, 0)]
+    assert torch.equal(item["video"][0], full["video"][0]) and torch.equal(item["text"][0], full["text"][0])
+    if layout[1:] == ["rev"]:
+        assert torch.equal(item["text"][1], item["text"][0].flip(0))
+        assert torch.equal(item["video"][1], item["video"][0].flip(1))
+    if layout[1:] == ["shift"]:
+        assert torch.equal(item["text"][1], full["text"][2]) and torch.equal(item["video"][1], full["video"][2])
+
+
+def test_mean_std_normalisation(fx):
+    plain = Howto100mDataset(howto_cfg(fx), "train")[(3, 0)]["video"]
+    normed = Howto100mDataset(howto_cfg(fx, **{"TEXT.VIDEO_NORMALIZE": "mean_std"}), "train")[(3, 0)]["video"]
+    assert torch.allclose(normed, (plain - 0.45) / 0.225, atol=1e-5)
+    with pytest.raises(ValueError, match="TEXT.VIDEO_NORMALIZE"):
+        Howto100mDataset(howto_cfg(fx, **{"TEXT.VIDEO_NORMALIZE": "zscore"}), "train")
+
+
+@pytest.fixture(scope="module")
+def bad_fx(fx, tmp_path_factory):
+    """The fixture plus five unusable videos: corrupt file, missing file, no caption file, too short, no captions."""
+    root = tmp_path_factory.mktemp("howto_bad")
+    videos, caps = root / "videos", root / "captions"
+    shutil.copytree(fx["video_root"], videos)
+    shutil.copytree(fx["caption_root"], caps)
+    data = json.loads(Path(fx["caption_json"]).read_text())
+    row = "start,end,text\n0.0,2.0,a red circle\n"
+    (videos / "corrupt.mp4").write_bytes(os.urandom(4000))
+    (caps / "corrupt.csv").write_text(row)
+    (caps / "missing.csv").write_text(row)
+    shutil.copy(videos / "vid_00000.mp4", videos / "nocaps.mp4")
+    short = generate_clip(5, 0, size=48, duration=0.3, fps=SRC_FPS, sample_rate=8000)
+    write_av_file(str(videos / "short.mp4"), short.frames, None, SRC_FPS, 8000)
+    (caps / "short.csv").write_text(row)
+    shutil.copy(videos / "vid_00000.mp4", videos / "empty.mp4")
+    (caps / "empty.csv").write_text("start,end,text\n")
+    for vid in ("corrupt", "missing", "short"):
+        data[vid] = {"start": [0.0], "end": [2.0], "text": ["a red circle"]}
+    data["empty"] = {"start": [], "end": [], "text": []}
+    (root / "caption.json").write_text(json.dumps(data))
+    bad = ["corrupt", "missing", "nocaps", "short", "empty"]
+    (root / "videos.csv").write_text("video_id\n" + "\n".join(bad[:3] + fx["video_ids"] + bad[3:]) + "\n")
+    return dict(fx, video_root=str(videos), caption_root=str(caps), caption_json=str(root / "caption.json"),
+                video_list=str(root / "videos.csv"), bad=bad)
+
+
+@pytest.mark.parametrize("use_json", [False, True])
+def test_bad_videos_are_skipped_and_counted(bad_fx, use_json):
+    ds = Howto100mDataset(howto_cfg(bad_fx, use_json=use_json), "train")
+    good = {ds.video_ids.index(v) for v in bad_fx["video_ids"]}
+    for name in bad_fx["bad"]:
+        i = ds.video_ids.index(name)
+        item = ds[(i, 0)]
+        assert int(item["skipped"]) >= 1 and int(item["index"]) in good, name
+        assert item["video"].shape == (4, 3, CLIP_FRAMES, 32, 32)
+    for i in good:
+        assert int(ds[(i, 0)]["skipped"]) == 0
+
+
+def test_all_bad_videos_raise(bad_fx, tmp_path):
+    (tmp_path / "bad.csv").write_text("video_id\n" + "\n".join(bad_fx["bad"]) + "\n")
+    cfg = howto_cfg(bad_fx, **{"TEXT.VIDEO_LIST": str(tmp_path / "bad.csv"), "DATA.NUM_RETRIES": "3"})
+    ds = Howto100mDataset(cfg, "train")
+    with pytest.raises(RuntimeError, match="4 consecutive videos"):
+        ds[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Text encoder and TextVidGDT
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_state_dict_matches_reference_a3():
+    rows = read_fixture(A3)
+    assert len(rows) == 241
+    with torch.device("meta"):
+        model = TextVidGDT()
+        linear = TextVidGDT(use_mlp=False)
+    assert describe(model) == rows  # names, shapes, dtypes and order
+    assert sum(p.numel() for p in model.parameters()) == 53_366_997
+    assert len(linear.state_dict()) == 229 and sum(p.numel() for p in linear.parameters()) == 52_447_445
+    assert not model.text_network.word_embd.weight.requires_grad
+
+
+def test_a3_state_dict_loads_strictly_into_a_narrow_vocab_model():
+    """A checkpoint in the released layout (66250-word matrix) loads strictly into a model built with another
+    vocabulary size: the frozen embedding adopts the checkpoint's rows."""
+    rows = read_fixture(A3)
+    state = {k: torch.empty(shape, dtype=getattr(torch, dt), device="meta") for k, shape, dt in rows}
+    with torch.device("meta"):
+        model = TextVidGDT(vocab_size=100)
+    emb = model.text_network.word_embd.weight
+    assert emb.shape == (100, 300)
+    result = model.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert describe(model) == rows
+    assert model.text_network.word_embd.weight is emb and not emb.requires_grad  # resized in place
+    assert model.text_network.vocab_size == 66250 and model.text_network.embedding_loaded
+
+
+def test_dual_constructor_reads_the_text_node(fx):
+    cfg = howto_cfg(fx, **{"TEXT.MASK_PADDING": "True"})
+    with torch.device("meta"):
+        a, b = TextVidGDT(cfg), TextVidGDT.from_cfg(cfg)
+    assert describe(a) == describe(b)
+    enc = a.text_network
+    assert (enc.vocab_size, enc.word_dim, enc.out_dim, enc.mask_padding) == (10, 300, 32, True)
+    assert enc.word2vec_path == fx["word2vec_path"] and not enc.embedding_loaded  # nothing read at build time
+    assert a.mlp_t.block_forward[2].weight.shape == (32, 32) and a.feat_dim == 32  # hidden 512 * 4 / 64
+    with pytest.raises(TypeError):
+        TextVidGDT(3)
+
+
+def test_text_encoder_shapes_and_padding_modes():
+    torch.manual_seed(0)
+    enc = TextEncoder(vocab_size=50, word_dim=300, hidden_dim=64)
+    tokens = torch.tensor([[3, 7, 9, 0, 0, 0], [1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 0, 0]])
+    out = enc(tokens)
+    assert out.shape == (3, 64) and (out >= 0).all()
+    masked = TextEncoder(vocab_size=50, word_dim=300, hidden_dim=64, mask_padding=True)
+    masked.load_state_dict(enc.state_dict())
+    m = masked(tokens)
+    assert torch.equal(m[1], out[1])  # no padding: identical
+    assert not torch.equal(m[0], out[0])  # padding (row 0 of the matrix) takes part only without masking
+    assert torch.allclose(m[0], enc(tokens[:1, :3])[0], atol=1e-6)  # masked = the caption without its padding
+    assert torch.all(m[2] == 0)  # all padding -> zero feature
+    with pytest.raises(ValueError, match="B x L"):
+        enc(tokens[0])
+
+
+@pytest.mark.parametrize("mask_padding", [False, True])
+def test_reversed_tokens_give_identical_text_features(mask_padding):
+    """A max-pooled bag of words ignores word order: the reversed caption (padding moved to the front) has exactly
+    the same feature, so reversal is degenerate on the text side (spec 4.5)."""
+    torch.manual_seed(1)
+    model = TextVidGDT(width=4, embed_dim=16, mlp_hidden_dim=8, vocab_size=40, text_hidden_dim=32,
+                       mask_padding=mask_padding).eval()
+    tokens = torch.randint(1, 40, (5, 20))
+    tokens[:, 12:] = 0
+    tokens[4] = 0
+    assert torch.equal(model.text_features(tokens), model.text_features(tokens.flip(1)))
+    assert torch.equal(model.encode_text(tokens), model.encode_text(tokens.flip(1)))
+    shuffled = tokens[:, torch.randperm(20)]
+    assert torch.equal(model.text_features(tokens), model.text_features(shuffled))
+
+
+def test_lazy_word2vec_loading(tmp_path):
+    path = tmp_path / "word2vec.pth"
+    kwargs = dict(width=4, embed_dim=16, mlp_hidden_dim=8, text_hidden_dim=32, vocab_size=5, word2vec_path=str(path))
+    model = TextVidGDT(**kwargs)  # the file does not exist yet: building never reads it
+    enc = model.text_network
+    emb = enc.word_embd.weight
+    assert emb.shape == (5, 300) and not emb.requires_grad and not enc.embedding_loaded
+    with pytest.raises(FileNotFoundError, match="TEXT.WORD2VEC_PATH"):
+        model.text_features(torch.ones(1, 3, dtype=torch.int64))
+
+    vectors = torch.randn(7, 300)
+    torch.save(vectors, path)
+    assert enc.load_word2vec() == 7
+    assert enc.word_embd.weight is emb and torch.equal(emb, vectors) and not emb.requires_grad
+    assert enc.vocab_size == 7
+
+    # lazy: the first forward reads the file
+    lazy = TextVidGDT(**kwargs)
+    tokens = torch.tensor([[1, 6, 0], [2, 3, 4]])
+    lazy.train()
+    zv, zt = lazy(torch.randn(2, 3, 4, 16, 16), tokens)
+    assert lazy.text_network.embedding_loaded and torch.equal(lazy.text_network.word_embd.weight, vectors)
+    (zt.sum() + zv.sum()).backward()
+    assert lazy.text_network.word_embd.weight.grad is None  # frozen
+    assert lazy.text_network.fc1.weight.grad is not None
+
+    # a checkpoint fills the embedding too: the file is then never read
+    os.remove(path)
+    restored = TextVidGDT(**kwargs)
+    restored.load_state_dict(lazy.state_dict())
+    assert torch.equal(restored.text_network.word_embd.weight, vectors)
+    restored.eval().text_features(tokens)  # no FileNotFoundError
+
+    # a video-only model needs no text file at all
+    assert TextVidGDT(**kwargs).eval().video_features(torch.randn(1, 3, 4, 16, 16)).shape == (1, 32)
+
+
+def test_collated_batch_through_model_and_gdt_loss(fx):
+    cfg = howto_cfg(fx)
+    ds = build_dataset("howto100m", cfg, "train")
+    batch = torch.utils.data.default_collate([ds[(i, 0)] for i in range(2)])
+    assert batch["video"].shape == (2, 4, 3, CLIP_FRAMES, 32, 32) and batch["text"].shape == (2, 4, 20)
+    assert batch["skipped"].tolist() == [0, 0] and batch["index"].tolist() == [0, 1]
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    assert isinstance(model, TextVidGDT)
+    model.train()
+    zv, zt = model(batch["video"], batch["text"])  # the fixture's word2vec.pth is loaded lazily here
+    assert zv.shape == zt.shape == (2, 4, 16)
+    assert model.text_network.vocab_size == len(fx["words"]) + 1
+    assert torch.allclose(zt.norm(dim=-1), torch.ones(2, 4), atol=1e-5)
+    loss_fn = GDTNCELoss(hypothesis=6)
+    loss, _ = loss_fn({name: (zv[:, i], zt[:, i]) for i, name in enumerate(loss_fn.views)})
+    assert torch.isfinite(loss)
+    loss.backward()
+    model.eval()
+    with torch.no_grad():
+        zv, zt = model(batch["video"], batch["text"])
+    assert torch.equal(zt[:, 0], zt[:, 1]) and torch.equal(zt[:, 2], zt[:, 3])  # TR == T
+    assert not torch.equal(zv[:, 0], zv[:, 1])  # reversal changes the video embedding
+    assert not torch.equal(zt[:, 0], zt[:, 2])  # the shifted caption is another caption
