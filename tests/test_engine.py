@@ -8,51 +8,14 @@ import pytest
 import simplejson
 import torch
 
-from stica_ext.config import assert_and_infer_cfg, get_cfg
+from _tiny import tiny_cfg
 from stica_ext.datasets import build_dataset
-from stica_ext.datasets.synthetic import build_synthetic_dataset, generate_clip, write_av_file
+from stica_ext.datasets.synthetic import generate_clip, write_av_file
 from stica_ext.engine import checkpoint as cu
 from stica_ext.engine import run_task
 from stica_ext.utils.logging import parse_json_stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def synth_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    return build_synthetic_dataset(str(root), num_train=12, num_val=2, num_test=6, seed=3, size=48, duration=2.0,
-                                   fps=30, sample_rate=16000, num_workers=1, progress=False)
-
-
-def tiny_cfg(data_dir, out_dir, **over):
-    cfg = get_cfg()
-    cfg.NUM_GPUS = 0
-    cfg.OUTPUT_DIR = str(out_dir)
-    cfg.RNG_SEED = 0
-    cfg.LOG_PERIOD = 1
-    cfg.TRAIN.DATASET = cfg.TEST.DATASET = "synthetic_av"
-    cfg.DATA.PATH_TO_DATA_DIR = data_dir
-    cfg.TRAIN.BATCH_SIZE = 4
-    cfg.TEST.BATCH_SIZE = 4
-    cfg.TEST.NUM_ENSEMBLE_VIEWS = 2
-    cfg.TEST.NUM_SPATIAL_CROPS = 1
-    cfg.DATA.NUM_FRAMES = 4
-    cfg.DATA.SAMPLING_RATE = 4
-    cfg.DATA.TRAIN_JITTER_SCALES = [32, 40]
-    cfg.DATA.TRAIN_CROP_SIZE = 32
-    cfg.DATA.TEST_CROP_SIZE = 32
-    cfg.DATA_LOADER.NUM_WORKERS = 0
-    cfg.AUDIO.SAMPLE_RATE = 16000
-    cfg.RESNET.WIDTH_PER_GROUP = 4
-    cfg.GDT.EMBED_DIM = 16
-    cfg.SOLVER.BASE_LR = 0.01
-    cfg.SOLVER.MAX_EPOCH = 2
-    cfg.SOLVER.WARMUP_EPOCHS = 0.0
-    cfg.LINEAR.EPOCHS = 5
-    cfg.LINEAR.TRAIN_CLIPS_PER_VIDEO = 1
-    cfg.merge_from_list([x for kv in over.items() for x in kv])
-    return assert_and_infer_cfg(cfg)
 
 
 def read_stats(out_dir):

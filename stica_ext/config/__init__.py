@@ -152,13 +152,57 @@ def world_size(cfg):
     return max(1, cfg.NUM_GPUS) * cfg.NUM_SHARDS
 
 
+# Values of TASK (what tools/run_net.py runs, see stica_ext.engine.run_task).
+TASKS = ("ssl_pretrain", "linear_probe", "finetune", "retrieval")
+
+
+def _assert_downstream(cfg, need):
+    """Checks of the UCF101 / HMDB51 evaluation keys (DATA folds and crops, FINETUNE, RETRIEVAL, the finetuning
+    schedule)."""
+    d, s = cfg.DATA, cfg.SOLVER
+    need(d.FOLD in (1, 2, 3) and all(f in (1, 2, 3) for f in d.FOLDS) and len(set(d.FOLDS)) == len(d.FOLDS),
+         f"DATA.FOLD must be 1, 2 or 3 and DATA.FOLDS a list of distinct folds from 1-3, got {d.FOLD} / "
+         f"{list(d.FOLDS)}")
+    need(len(d.TRAIN_JITTER_SCALES_RELATIVE) in (0, 2)
+         and (not d.TRAIN_JITTER_SCALES_RELATIVE or 0 < d.TRAIN_JITTER_SCALES_RELATIVE[0]
+              <= d.TRAIN_JITTER_SCALES_RELATIVE[1] <= 1),
+         f"DATA.TRAIN_JITTER_SCALES_RELATIVE must be [] or [min, max] with 0 < min <= max <= 1, got "
+         f"{list(d.TRAIN_JITTER_SCALES_RELATIVE)}")
+    need(len(d.TRAIN_JITTER_ASPECT_RELATIVE) in (0, 2)
+         and (not d.TRAIN_JITTER_ASPECT_RELATIVE or 0 < d.TRAIN_JITTER_ASPECT_RELATIVE[0]
+              <= d.TRAIN_JITTER_ASPECT_RELATIVE[1]),
+         f"DATA.TRAIN_JITTER_ASPECT_RELATIVE must be [] or [min, max] with 0 < min <= max, got "
+         f"{list(d.TRAIN_JITTER_ASPECT_RELATIVE)}")
+    need(cfg.TRAIN.CLIPS_PER_VIDEO >= 1, f"TRAIN.CLIPS_PER_VIDEO must be >= 1, got {cfg.TRAIN.CLIPS_PER_VIDEO}")
+    f = cfg.FINETUNE
+    need(f.POOLING in ("gap", "stica"), f"FINETUNE.POOLING must be 'gap' or 'stica', got {f.POOLING!r}")
+    need(0.0 <= f.COLOR_JITTER_PROB <= 1.0, f"FINETUNE.COLOR_JITTER_PROB must be in [0, 1], got {f.COLOR_JITTER_PROB}")
+    need(all(1 <= e <= s.MAX_EPOCH for e in f.EVAL_EPOCHS),
+         f"FINETUNE.EVAL_EPOCHS must be epochs in 1..SOLVER.MAX_EPOCH ({s.MAX_EPOCH}), got {list(f.EVAL_EPOCHS)}")
+    need(0.0 <= cfg.MODEL.DROPOUT_RATE < 1.0, f"MODEL.DROPOUT_RATE must be in [0, 1), got {cfg.MODEL.DROPOUT_RATE}")
+    need(s.BACKBONE_LR == -1.0 or s.BACKBONE_LR >= 0.0,
+         f"SOLVER.BACKBONE_LR must be >= 0 (or -1 = SOLVER.BASE_LR), got {s.BACKBONE_LR}")
+    if s.LR_POLICY == "gdt_epoch_warmup_steps":
+        need(list(s.STEPS) == sorted(s.STEPS) and all(st >= 0 for st in s.STEPS) and s.GAMMA > 0,
+             f"LR_POLICY gdt_epoch_warmup_steps needs SOLVER.STEPS sorted 0-based epochs and SOLVER.GAMMA > 0, got "
+             f"{list(s.STEPS)} / {s.GAMMA}")
+    r = cfg.RETRIEVAL
+    need(len(r.KS) > 0 and all(k >= 1 for k in r.KS), f"RETRIEVAL.KS must be positive integers, got {list(r.KS)}")
+    need(r.QUERY_SPLIT in ("train", "val", "test") and r.GALLERY_SPLIT in ("train", "val", "test"),
+         f"RETRIEVAL.QUERY_SPLIT / RETRIEVAL.GALLERY_SPLIT must be train, val or test, got {r.QUERY_SPLIT!r} / "
+         f"{r.GALLERY_SPLIT!r}")
+    need(r.NUM_ENSEMBLE_VIEWS >= 1 and r.NUM_SPATIAL_CROPS in (1, 3),
+         f"RETRIEVAL.NUM_ENSEMBLE_VIEWS must be >= 1 and RETRIEVAL.NUM_SPATIAL_CROPS 1 or 3, got "
+         f"{r.NUM_ENSEMBLE_VIEWS} / {r.NUM_SPATIAL_CROPS}")
+
+
 def assert_and_infer_cfg(cfg):
     """Check that settings are consistent (errors name the keys) and fill in derived values. Returns ``cfg``."""
     def need(cond, msg):
         if not cond:
             raise ConfigError(msg)
 
-    need(cfg.TASK in ("ssl_pretrain", "linear_probe"), f"TASK must be 'ssl_pretrain' or 'linear_probe', got {cfg.TASK!r}")
+    need(cfg.TASK in TASKS, f"TASK must be one of {', '.join(TASKS)}, got {cfg.TASK!r}")
     need(cfg.NUM_GPUS >= 0, f"NUM_GPUS must be >= 0, got {cfg.NUM_GPUS}")
     need(cfg.NUM_SHARDS >= 1, f"NUM_SHARDS must be >= 1, got {cfg.NUM_SHARDS}")
     need(0 <= cfg.SHARD_ID < cfg.NUM_SHARDS, f"SHARD_ID ({cfg.SHARD_ID}) must be in [0, NUM_SHARDS={cfg.NUM_SHARDS})")
@@ -186,8 +230,14 @@ def assert_and_infer_cfg(cfg):
          f"AUDIO.SPEC_AUGMENT must be one of none/mild/medium/heavy, got {cfg.AUDIO.SPEC_AUGMENT!r}")
     need(cfg.AUDIO.MISSING in ("skip", "silence"), f"AUDIO.MISSING must be 'skip' or 'silence', got {cfg.AUDIO.MISSING!r}")
     need(cfg.AUDIO.NUM_SEC > 0, f"AUDIO.NUM_SEC must be > 0, got {cfg.AUDIO.NUM_SEC}")
-    need(cfg.SOLVER.LR_POLICY in ("cosine", "steps_with_relative_lrs", "constant"),
-         f"SOLVER.LR_POLICY must be cosine, steps_with_relative_lrs or constant, got {cfg.SOLVER.LR_POLICY!r}")
+    need(cfg.SOLVER.LR_POLICY in ("cosine", "steps_with_relative_lrs", "constant", "gdt_epoch_warmup",
+                                  "gdt_epoch_warmup_steps"),
+         f"SOLVER.LR_POLICY must be cosine, steps_with_relative_lrs, constant, gdt_epoch_warmup or "
+         f"gdt_epoch_warmup_steps, got {cfg.SOLVER.LR_POLICY!r}")
+    need(cfg.TRAIN.AMP_DTYPE in ("bfloat16", "float16"),
+         f"TRAIN.AMP_DTYPE must be bfloat16 or float16, got {cfg.TRAIN.AMP_DTYPE!r}")
+    need(not (cfg.TRAIN.MIXED_PRECISION and cfg.TRAIN.AMP_DTYPE == "float16" and cfg.NUM_GPUS == 0),
+         "TRAIN.MIXED_PRECISION with TRAIN.AMP_DTYPE float16 needs NUM_GPUS > 0; use bfloat16 on the CPU")
     if cfg.SOLVER.LR_POLICY == "steps_with_relative_lrs":
         need(len(cfg.SOLVER.LRS) == len(cfg.SOLVER.STEPS) and len(cfg.SOLVER.STEPS) > 0,
              f"SOLVER.STEPS ({cfg.SOLVER.STEPS}) and SOLVER.LRS ({cfg.SOLVER.LRS}) must be non-empty and of equal length")
@@ -199,6 +249,10 @@ def assert_and_infer_cfg(cfg):
         cfg.GDT.HYPOTHESIS = str(resolve_hypothesis(cfg.GDT.HYPOTHESIS))
     except ValueError as e:
         raise ConfigError(f"GDT.HYPOTHESIS: {e}") from e
+    for node in ("TRAIN", "TEST"):
+        need(cfg[node].CHECKPOINT_TYPE in ("pytorch", "gdt", "auto"),
+             f"{node}.CHECKPOINT_TYPE must be 'pytorch' (this project's checkpoints), 'gdt' (released GDT files) "
+             f"or 'auto', got {cfg[node].CHECKPOINT_TYPE!r}")
     need(cfg.DATA.ENSEMBLE_METHOD in ("sum", "mean_logits"),
          f"DATA.ENSEMBLE_METHOD must be 'sum' or 'mean_logits', got {cfg.DATA.ENSEMBLE_METHOD!r}")
     need(cfg.LINEAR.TRAIN_SPLIT in ("train", "val", "test") and cfg.LINEAR.TEST_SPLIT in ("train", "val", "test"),
@@ -208,6 +262,7 @@ def assert_and_infer_cfg(cfg):
     need(cfg.TEST.NUM_ENSEMBLE_VIEWS >= 1 and cfg.TEST.NUM_SPATIAL_CROPS in (1, 3),
          f"TEST.NUM_ENSEMBLE_VIEWS must be >= 1 and TEST.NUM_SPATIAL_CROPS 1 or 3, got "
          f"{cfg.TEST.NUM_ENSEMBLE_VIEWS} / {cfg.TEST.NUM_SPATIAL_CROPS}")
+    _assert_downstream(cfg, need)
     if cfg.MODEL.MODEL_NAME == "STiCA":  # STiCA crops, pooling and loss (spec 5, 8 items 4, 8, 18)
         s = cfg.STICA
         crops = {f"STICA.{k}": s[k]

@@ -15,7 +15,9 @@ _C = CfgNode()
 # Top level (PySlowFast names)
 # ---------------------------------------------------------------------------------------------------------------
 # What run_net does: "ssl_pretrain" (self-supervised pretraining; TEST.ENABLE then runs the linear probe of the
-# result) or "linear_probe" (probe TRAIN.CHECKPOINT_FILE_PATH, or a random network when it is empty).
+# result) or "linear_probe" (probe TRAIN.CHECKPOINT_FILE_PATH, or a random network when it is empty), "finetune"
+# (train and test a VideoClassifier on UCF101 / HMDB51 folds) or "retrieval" (nearest-neighbour video retrieval with
+# the pretrained backbone, per fold).
 _C.TASK = "ssl_pretrain"
 # Number of processes (GPUs) per machine; 0 = one CPU process (see also CPU_PROCESSES).
 _C.NUM_GPUS = 1
@@ -43,9 +45,14 @@ _C.TRAIN.AUTO_RESUME = True
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
 _C.TRAIN.CHECKPOINT_TYPE = "pytorch"
 _C.TRAIN.CHECKPOINT_EPOCH_RESET = False
+# Mixed precision (autocast) in training: off by default; TRAIN.AMP_DTYPE "bfloat16" (CPU or GPU) or "float16"
+# (GPU, with a gradient scaler).
 _C.TRAIN.MIXED_PRECISION = False
+_C.TRAIN.AMP_DTYPE = "bfloat16"
 # Drop the last incomplete batch of an epoch (contrastive losses want full batches).
 _C.TRAIN.DROP_LAST = True
+# UCF101 / HMDB51 training: copies of each video per epoch, each a random clip (the finetuning recipe: 10).
+_C.TRAIN.CLIPS_PER_VIDEO = 10
 
 # ---------------------------------------------------------------------------------------------------------------
 # TEST
@@ -89,6 +96,18 @@ _C.DATA.SSL_COLOR_BRI_CON_SAT = [0.4, 0.4, 0.4]
 _C.DATA.ENSEMBLE_METHOD = "sum"
 # How many other samples a dataset tries when a video cannot be decoded before giving up.
 _C.DATA.NUM_RETRIES = 10
+# UCF101 / HMDB51: folder of the split files (ucfTrainTestlist/ or testTrainMulti_7030_splits/; "" = the video root
+# DATA.PATH_TO_DATA_DIR, which holds one folder per class), the fold (1, 2 or 3), and the folds one command runs
+# one after the other, each in OUTPUT_DIR/fold<k> with a per-fold and mean +- std report ([] = DATA.FOLD only).
+_C.DATA.ANNOTATION_DIR = ""
+_C.DATA.FOLD = 1
+_C.DATA.FOLDS = []
+# Skip (and count) videos of the split lists that are not on disk instead of stopping with an error.
+_C.DATA.SKIP_MISSING_VIDEOS = False
+# RandomResizedCrop for training clips of UCF101 / HMDB51 (PySlowFast names): area fraction [min, max] and aspect
+# ratio [min, max]; [] = short-side jitter (TRAIN_JITTER_SCALES) + random crop instead.
+_C.DATA.TRAIN_JITTER_SCALES_RELATIVE = []
+_C.DATA.TRAIN_JITTER_ASPECT_RELATIVE = []
 
 # ---------------------------------------------------------------------------------------------------------------
 # DATA_LOADER
@@ -103,8 +122,12 @@ _C.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE = False
 # ---------------------------------------------------------------------------------------------------------------
 _C.SOLVER = CfgNode()
 _C.SOLVER.BASE_LR = 0.01
-# "cosine", "steps_with_relative_lrs", "constant" (each after an optional linear warmup).
+# "cosine", "steps_with_relative_lrs", "constant" (each after an optional linear warmup, per iteration), or
+# "gdt_epoch_warmup": the GDT reference schedule, stepped once per epoch: BASE_LR x (1 + (m - 1) x min(e,
+# WARMUP_EPOCHS) / WARMUP_EPOCHS) in epoch e, then constant at BASE_LR x m, with m = SOLVER.WARMUP_MULTIPLIER
+# (-1 = the number of processes, which is what the reference did implicitly).
 _C.SOLVER.LR_POLICY = "cosine"
+_C.SOLVER.WARMUP_MULTIPLIER = -1.0
 _C.SOLVER.COSINE_END_LR = 0.0
 _C.SOLVER.COSINE_AFTER_WARMUP = True
 _C.SOLVER.STEPS = []
@@ -120,6 +143,13 @@ _C.SOLVER.WARMUP_START_LR = 0.01
 _C.SOLVER.OPTIMIZING_METHOD = "sgd"
 _C.SOLVER.BETAS = (0.9, 0.999)
 _C.SOLVER.CLIP_GRAD_L2NORM = None
+# Finetuning: learning rate of the pretrained part (video backbone and pooling); BASE_LR is the head's. -1 = BASE_LR.
+# Both follow the LR policy in proportion.
+_C.SOLVER.BACKBONE_LR = -1.0
+# LR_POLICY "gdt_epoch_warmup_steps" (the finetuning schedule, per epoch): "gdt_epoch_warmup", then x GAMMA in every
+# epoch after each (0-based) epoch listed in SOLVER.STEPS; WARMUP_EPOCHS 2, WARMUP_MULTIPLIER 8, STEPS [6, 10] and
+# GAMMA 0.05 give the reference finetuning table.
+_C.SOLVER.GAMMA = 0.1
 
 # ---------------------------------------------------------------------------------------------------------------
 # MODEL / RESNET / BN
@@ -138,6 +168,8 @@ _C.RESNET = CfgNode()
 # Base width (channels of the first stage) of the video and audio ResNets; 64 is the published network, smaller
 # values give narrow networks for demos and tests (every width scales by WIDTH_PER_GROUP / 64).
 _C.RESNET.WIDTH_PER_GROUP = 64
+# Zero-initialise the last BatchNorm of each residual block (blocks start as identities; faster from scratch).
+_C.RESNET.ZERO_INIT_FINAL_BN = False
 
 _C.BN = CfgNode()
 _C.BN.NORM_TYPE = "batchnorm"
@@ -161,6 +193,8 @@ _C.GDT.HYPOTHESIS = "1"
 _C.GDT.NUM_NEGATIVES = -1
 # Reproduce the reference's multi-process negative-bank aliasing (spec 4.4) instead of the clean banks (4.3).
 _C.GDT.REFERENCE_BANK_ALIASING = False
+# Reproduce the reference's pretraining colour jitter layout quirk (spec 3.3a) instead of per-frame RGB jitter.
+_C.GDT.REFERENCE_COLOR_JITTER = False
 
 # ---------------------------------------------------------------------------------------------------------------
 # AUDIO (new): audio stream, spectrogram, audio backbone
@@ -212,6 +246,8 @@ _C.LINEAR = CfgNode()
 # Split the probe is trained on and the split it is tested on.
 _C.LINEAR.TRAIN_SPLIT = "train"
 _C.LINEAR.TEST_SPLIT = "test"
+# Use only the first N videos of LINEAR.TRAIN_SPLIT for the probe (0 = all): a labelled subset of the pretraining set.
+_C.LINEAR.NUM_TRAIN_VIDEOS = 0
 # Randomly augmented clips per training video (features are extracted once and cached).
 _C.LINEAR.TRAIN_CLIPS_PER_VIDEO = 4
 _C.LINEAR.EPOCHS = 100
@@ -298,6 +334,43 @@ _C.TEXT.VIDEO_NORMALIZE = "none"
 _C.TEXT.MASK_PADDING = False
 
 # ---------------------------------------------------------------------------------------------------------------
+# FINETUNE (new): downstream classifier (VideoClassifier) and its evaluation on UCF101 / HMDB51
+# ---------------------------------------------------------------------------------------------------------------
+_C.FINETUNE = CfgNode()
+# Pooling of the backbone's layer4 map: "gap" (global average pooling, GDT) or "stica" (the STiCA pooling module
+# described by STICA.NUM_LAYERS / NUM_HEADS / DROPOUT / POSITIONAL_EMB / QKV_MHA / MAX_POSITIONS, loaded strictly
+# from the pretrained checkpoint when it has parameters).
+_C.FINETUNE.POOLING = "gap"
+# BatchNorm1d on the pooled features before the linear head, and L2-normalisation of the features (both off in the
+# reference recipe). Dropout before the head: MODEL.DROPOUT_RATE.
+_C.FINETUNE.USE_BN = False
+_C.FINETUNE.L2_NORM = False
+# Probability of the colour jitter (strengths DATA.SSL_COLOR_BRI_CON_SAT, on/off DATA.SSL_COLOR_JITTER) of a
+# training clip.
+_C.FINETUNE.COLOR_JITTER_PROB = 0.8
+# Reproduce the reference's random test views (short side U(DATA.TRAIN_JITTER_SCALES), crop DATA.TRAIN_CROP_SIZE,
+# colour jitter) instead of the deterministic ones; for comparison with published numbers only.
+_C.FINETUNE.REFERENCE_TEST_AUGMENT = False
+# Epochs (1-based) after which the test split is also evaluated; the last epoch always is. The reference evaluates
+# after epochs 8-12 and reports the best of them.
+_C.FINETUNE.EVAL_EPOCHS = []
+# Also report the best evaluated epoch (by video top-1). It is selected on the test split, so it is labelled
+# "best epoch (selected on test)" and never replaces the last-epoch numbers.
+_C.FINETUNE.REPORT_BEST_EPOCH = False
+
+# ---------------------------------------------------------------------------------------------------------------
+# RETRIEVAL (new): nearest-neighbour video retrieval with the pretrained backbone
+# ---------------------------------------------------------------------------------------------------------------
+_C.RETRIEVAL = CfgNode()
+# Videos of QUERY_SPLIT query those of GALLERY_SPLIT; a hit at k when one of the k nearest has the query's class.
+_C.RETRIEVAL.QUERY_SPLIT = "test"
+_C.RETRIEVAL.GALLERY_SPLIT = "train"
+_C.RETRIEVAL.KS = [1, 5, 10, 20]
+# Deterministic views per video whose L2-normalised features are averaged (temporal x spatial).
+_C.RETRIEVAL.NUM_ENSEMBLE_VIEWS = 10
+_C.RETRIEVAL.NUM_SPATIAL_CROPS = 1
+
+# ---------------------------------------------------------------------------------------------------------------
 # TENSORBOARD
 # ---------------------------------------------------------------------------------------------------------------
 _C.TENSORBOARD = CfgNode()
@@ -305,12 +378,14 @@ _C.TENSORBOARD.ENABLE = False
 _C.TENSORBOARD.LOG_DIR = ""
 
 # The nodes and keys this project adds to a PySlowFast config.
-NEW_NODES = ("GDT", "AUDIO", "SYNTH", "LINEAR", "STICA", "TEXT")
+NEW_NODES = ("GDT", "AUDIO", "SYNTH", "LINEAR", "STICA", "TEXT", "FINETUNE", "RETRIEVAL")
 NEW_KEYS = {
-    "TRAIN": ("DROP_LAST",),
-    "DATA": ("ENSEMBLE_METHOD", "SSL_COLOR_JITTER", "SSL_COLOR_BRI_CON_SAT", "NUM_RETRIES", "DECODING_BACKEND"),
+    "TRAIN": ("DROP_LAST", "AMP_DTYPE", "CLIPS_PER_VIDEO"),
+    "SOLVER": ("WARMUP_MULTIPLIER", "BACKBONE_LR"),
+    "DATA": ("ENSEMBLE_METHOD", "SSL_COLOR_JITTER", "SSL_COLOR_BRI_CON_SAT", "NUM_RETRIES", "DECODING_BACKEND",
+             "ANNOTATION_DIR", "FOLD", "FOLDS", "SKIP_MISSING_VIDEOS"),
     "BN": ("GLOBAL_SYNC",),
-    "RESNET": ("WIDTH_PER_GROUP",),
+    "RESNET": ("WIDTH_PER_GROUP", "ZERO_INIT_FINAL_BN"),
 }
 
 

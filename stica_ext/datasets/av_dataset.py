@@ -86,9 +86,10 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         clips_per_video: classification only; default 1 for training, ``NUM_ENSEMBLE_VIEWS x NUM_SPATIAL_CROPS``
             for val/test.
         train_augment: classification only; random clips and augmentation (default: split == "train").
+        max_videos: keep only the first ``max_videos`` videos of the list (0 / None = all).
     """
 
-    def __init__(self, cfg, split, sample_type=None, clips_per_video=None, train_augment=None):
+    def __init__(self, cfg, split, sample_type=None, clips_per_video=None, train_augment=None, max_videos=None):
         if split not in _SPLIT_FILES:
             raise ValueError(f"split must be one of {sorted(_SPLIT_FILES)}, got {split!r}")
         self.cfg = cfg
@@ -104,6 +105,8 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         self.clips_per_video = 1 if sample_type == "gdt" else int(clips_per_video)
         self.paths, self.labels = read_video_csv(self._list_file(), cfg.DATA.PATH_PREFIX,
                                                  cfg.DATA.PATH_LABEL_SEPARATOR)
+        if max_videos:
+            self.paths, self.labels = self.paths[:max_videos], self.labels[:max_videos]
         self.views = views_for_hypothesis(cfg.GDT.HYPOTHESIS)
         self.need_audio = sample_type == "gdt" and cfg.AUDIO.ENABLE
         self._warned = set()
@@ -173,7 +176,8 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         d = self.cfg.DATA
         color = tuple(d.SSL_COLOR_BRI_CON_SAT) if d.SSL_COLOR_JITTER else None
         return T.train_video_transform(frames, jitter_scales=d.TRAIN_JITTER_SCALES, crop_size=d.TRAIN_CROP_SIZE,
-                                       mean=d.MEAN, std=d.STD, rng=rng, flip=d.RANDOM_FLIP, color=color)
+                                       mean=d.MEAN, std=d.STD, rng=rng, flip=d.RANDOM_FLIP, color=color,
+                                       reference_color=self.cfg.GDT.REFERENCE_COLOR_JITTER)
 
     def _spectrogram(self, wave, rng, train):
         a = self.cfg.AUDIO

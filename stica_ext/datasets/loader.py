@@ -29,9 +29,13 @@ class EpochSampler(torch.utils.data.Sampler):
         self.world_size = du.get_world_size() if world_size is None else world_size
         self.num_samples = math.ceil(self.size / self.world_size)
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch):
+    def set_epoch(self, epoch, start_sample=0):
+        """Select the epoch; ``start_sample`` skips the first samples of this process's share (resuming an
+        interrupted epoch at the same place)."""
         self.epoch = int(epoch)
+        self.start = int(start_sample)
 
     def indices(self):
         if self.shuffle:
@@ -44,13 +48,13 @@ class EpochSampler(torch.utils.data.Sampler):
         order += order[: total - len(order)] if total > len(order) else []
         while len(order) < total:  # tiny datasets with more processes than samples
             order += order[: total - len(order)]
-        return order[self.rank:total:self.world_size]
+        return order[self.rank:total:self.world_size][self.start:]
 
     def __iter__(self):
         return iter([(i, self.epoch) for i in self.indices()])
 
     def __len__(self):
-        return self.num_samples
+        return max(self.num_samples - self.start, 0)
 
 
 def _worker_init(worker_id):
@@ -71,10 +75,14 @@ def build_loader(dataset, cfg, batch_size, shuffle, drop_last, num_workers=None,
         drop_last=drop_last,
         worker_init_fn=_worker_init if workers > 0 else None,
         persistent_workers=workers > 0,
+        # its own generator: creating an iterator must not consume the global RNG (exact resume mid-epoch)
+        generator=torch.Generator().manual_seed(cfg.RNG_SEED if seed is None else seed),
         prefetch_factor=2 if workers > 0 else None,
     )
 
 
-def set_loader_epoch(loader, epoch):
-    if hasattr(loader.sampler, "set_epoch"):
+def set_loader_epoch(loader, epoch, start_sample=0):
+    if isinstance(loader.sampler, EpochSampler):
+        loader.sampler.set_epoch(epoch, start_sample)
+    elif hasattr(loader.sampler, "set_epoch"):
         loader.sampler.set_epoch(epoch)

@@ -810,3 +810,109 @@ def _run_jobs(jobs, num_workers: int, progress: bool, name: str) -> None:
             future.result()
             done += 1
             report()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# UCF101-style layout (for finetuning / retrieval demos and tests)
+# ---------------------------------------------------------------------------------------------------------------
+
+UCF_STYLE_DIR = "ucf_style"
+UCF_STYLE_VERSION = 1
+UCF_NUM_FOLDS = 3
+
+
+def ucf_class_name(name: str) -> str:
+    """UCF101-style CamelCase class name of a synthetic class: ``"circle_gravity" -> "CircleGravity"``."""
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def ucf_style_plan(manifest: Dict) -> List[Dict]:
+    """Where every video of a synthetic dataset goes in its UCF101-style layout.
+
+    All videos of the ``train``, ``val`` and ``test`` splits are pooled in that order; the ``k``-th video (0-based) of
+    a class becomes group ``k + 1``, clip 1 -- ``<Class>/v_<Class>_g{k+1:02d}_c01.mp4`` -- and is a test video of
+    fold ``f`` (1..3) when ``k % 3 == f - 1``, a training video of the two other folds. Returns one dict per video
+    with ``source`` (path relative to the dataset folder), ``rel`` (path in the class-folder tree), ``label`` (the
+    synthetic label), ``class_name`` and ``test_fold``.
+    """
+    counts: Dict[int, int] = {}
+    plan = []
+    for split in _SPLITS:
+        for source, label, _ in manifest["videos"].get(split, []):
+            k = counts.get(int(label), 0)
+            counts[int(label)] = k + 1
+            cls = ucf_class_name(CLASS_NAMES[int(label)])
+            ext = os.path.splitext(source)[1]
+            plan.append({"source": source, "rel": f"{cls}/v_{cls}_g{k + 1:02d}_c01{ext}", "label": int(label),
+                         "class_name": cls, "test_fold": k % UCF_NUM_FOLDS + 1})
+    return plan
+
+
+def write_ucf_style_splits(folder: str, link: bool = True):
+    """Give a dataset folder written by :func:`build_synthetic_dataset` a UCF101-style layout (once).
+
+    Writes ``<folder>/ucf_style/videos/<Class>/v_<Class>_gXX_cYY.mp4`` (relative symbolic links to the mp4 files, or
+    copies when ``link`` is False or the file system has no links) and ``<folder>/ucf_style/splits/`` with
+    ``classInd.txt`` (``"<1-based index> <Class>"``, classes in sorted order), ``trainlist0{1,2,3}.txt``
+    (``"<Class>/<video> <1-based index>"``) and ``testlist0{1,2,3}.txt`` (``"<Class>/<video>"``), all with CRLF line
+    endings like the official files. Folds follow :func:`ucf_style_plan`. The tree is built in a temporary folder
+    and renamed into place; an existing complete tree is reused.
+
+    Returns:
+        ``(video_root, split_dir)``: the values for ``DATA.PATH_TO_DATA_DIR`` and ``DATA.ANNOTATION_DIR``.
+    """
+    folder = os.path.abspath(os.path.expanduser(str(folder)))
+    final = os.path.join(folder, UCF_STYLE_DIR)
+    result = (os.path.join(final, "videos"), os.path.join(final, "splits"))
+    marker = {"ucf_style_version": UCF_STYLE_VERSION}
+    try:
+        with open(os.path.join(final, "done.json")) as f:
+            if json.load(f) == marker:
+                return result
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(folder, "manifest.json")) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(f"{folder} is not a synthetic dataset folder (no readable manifest.json): {e}") from e
+    plan = ucf_style_plan(manifest)
+    tmp = os.path.join(folder, f".{UCF_STYLE_DIR}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        videos, splits = os.path.join(tmp, "videos"), os.path.join(tmp, "splits")
+        os.makedirs(splits)
+        for item in plan:
+            dst = os.path.join(videos, *item["rel"].split("/"))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            src = os.path.join(folder, item["source"])
+            # the link is relative to its own folder, which ends up at <folder>/ucf_style/videos/<Class>/
+            rel_src = os.path.relpath(src, os.path.join(final, "videos", item["class_name"]))
+            try:
+                if not link:
+                    raise OSError("copy requested")
+                os.symlink(rel_src, dst)
+            except (OSError, NotImplementedError):
+                shutil.copyfile(src, dst)
+        classes = sorted({item["class_name"] for item in plan})
+        index = {c: i + 1 for i, c in enumerate(classes)}
+        with open(os.path.join(splits, "classInd.txt"), "w", newline="") as f:
+            f.write("".join(f"{index[c]} {c}\r\n" for c in classes))
+        for fold in range(1, UCF_NUM_FOLDS + 1):
+            with open(os.path.join(splits, f"trainlist{fold:02d}.txt"), "w", newline="") as f:
+                f.write("".join(f"{it['rel']} {index[it['class_name']]}\r\n" for it in plan
+                                if it["test_fold"] != fold))
+            with open(os.path.join(splits, f"testlist{fold:02d}.txt"), "w", newline="") as f:
+                f.write("".join(f"{it['rel']}\r\n" for it in plan if it["test_fold"] == fold))
+        with open(os.path.join(tmp, "done.json"), "w") as f:
+            json.dump(marker, f)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            # another process finished first (its tree is identical), or a stale incomplete tree is in the way
+            if not os.path.exists(os.path.join(final, "done.json")):
+                shutil.rmtree(final, ignore_errors=True)
+                os.rename(tmp, final)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return result

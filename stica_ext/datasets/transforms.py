@@ -94,18 +94,50 @@ def color_jitter(x, brightness, contrast, saturation, rng):
     return x
 
 
+def reference_color_jitter(x, brightness, contrast, saturation, rng):
+    """Compatibility mode: the GDT reference's pretraining colour jitter (spec 3.3a), bit for bit in behaviour.
+
+    The reference's helpers expect ``T x C x H x W`` but get ``C x T x H x W``: its "grey image" is zero except in
+    frames 0-2, which hold ``0.299·f2 + 0.587·f1 + 0.114·f0`` of each channel. Saturation blends towards that
+    image (frames 3.. are only scaled), contrast towards its per-channel mean. Use only to reproduce the released
+    models' training distribution; :func:`color_jitter` is the intended jitter.
+    """
+    grey = torch.zeros_like(x)
+    if x.shape[1] >= 3:
+        mix = 0.299 * x[:, 2] + 0.587 * x[:, 1] + 0.114 * x[:, 0]
+        grey[:, 0:3] = mix.unsqueeze(1)
+    ops = []
+    if brightness > 0:
+        ops.append(("b", 1.0 + rng.uniform(-brightness, brightness)))
+    if contrast > 0:
+        ops.append(("c", 1.0 + rng.uniform(-contrast, contrast)))
+    if saturation > 0:
+        ops.append(("s", 1.0 + rng.uniform(-saturation, saturation)))
+    rng.shuffle(ops)
+    for kind, alpha in ops:
+        if kind == "b":
+            x = x * alpha
+        elif kind == "c":
+            x = alpha * x + (1 - alpha) * grey.mean(dim=(1, 2, 3), keepdim=True)
+        else:
+            x = alpha * x + (1 - alpha) * grey
+    return x
+
+
 def normalize(x, mean, std):
     mean = torch.as_tensor(mean, dtype=x.dtype).view(-1, 1, 1, 1)
     std = torch.as_tensor(std, dtype=x.dtype).view(-1, 1, 1, 1)
     return (x - mean) / std
 
 
-def train_video_transform(frames, *, jitter_scales, crop_size, mean, std, rng, flip=True, color=None):
+def train_video_transform(frames, *, jitter_scales, crop_size, mean, std, rng, flip=True, color=None,
+                          reference_color=False):
     """GDT pretraining / training augmentation (spec 3.3a, with the intended per-frame colour jitter).
 
     Args:
         frames: ``T x H x W x 3`` uint8.
         color: ``(brightness, contrast, saturation)`` or None for no colour jitter.
+        reference_color: use :func:`reference_color_jitter` (the reference's layout quirk) instead.
 
     Returns:
         ``3 x T x crop_size x crop_size`` float, normalised.
@@ -116,7 +148,7 @@ def train_video_transform(frames, *, jitter_scales, crop_size, mean, std, rng, f
     if flip:
         x = horizontal_flip(x, 0.5, rng)
     if color is not None:
-        x = color_jitter(x, *color, rng)
+        x = (reference_color_jitter if reference_color else color_jitter)(x, *color, rng)
     return normalize(x, mean, std).contiguous()
 
 

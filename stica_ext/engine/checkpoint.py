@@ -1,6 +1,10 @@
 """Checkpoints: ``{"epoch", "model_state", "optimizer_state", "scaler_state", "cfg"}`` written atomically under
 ``OUTPUT_DIR/checkpoints/checkpoint_epoch_{epoch:05d}.pyth`` (PySlowFast's naming; ``epoch`` = completed epochs),
-loaded with ``torch.load(..., weights_only=True)``."""
+loaded with ``torch.load(..., weights_only=True)``.
+
+A run stopped by a preemption signal writes ``checkpoint_epoch_{epoch:05d}_iter_{iteration:06d}.pyth`` (``epoch``
+completed epochs plus ``iteration`` iterations of the next one, and the RNG state); it sorts after the epoch's own
+checkpoint and is removed once the epoch completes."""
 
 import logging
 import os
@@ -13,15 +17,16 @@ from ..utils.io import PathManager, atomic_save
 
 logger = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^checkpoint_epoch_(\d{5})\.pyth$")
+_NAME = re.compile(r"^checkpoint_epoch_(\d{5})(?:_iter_(\d{6}))?\.pyth$")
 
 
 def checkpoint_dir(output_dir):
     return os.path.join(output_dir, "checkpoints")
 
 
-def checkpoint_path(output_dir, epoch):
-    return os.path.join(checkpoint_dir(output_dir), f"checkpoint_epoch_{epoch:05d}.pyth")
+def checkpoint_path(output_dir, epoch, iteration=None):
+    name = f"checkpoint_epoch_{epoch:05d}" + (f"_iter_{iteration:06d}" if iteration else "") + ".pyth"
+    return os.path.join(checkpoint_dir(output_dir), name)
 
 
 def list_checkpoints(output_dir):
@@ -42,10 +47,11 @@ def unwrap(model):
     return model.module if hasattr(model, "module") else model
 
 
-def save_checkpoint(output_dir, model, optimizer, epoch, cfg, scaler=None, keep_period=1, extra=None):
-    """Write the checkpoint of ``epoch`` completed epochs (main process only) and remove the previous one
-    unless its epoch is a multiple of ``keep_period``. Returns the path."""
-    path = checkpoint_path(output_dir, epoch)
+def save_checkpoint(output_dir, model, optimizer, epoch, cfg, scaler=None, keep_period=1, extra=None, iteration=None):
+    """Write the checkpoint of ``epoch`` completed epochs (plus ``iteration`` iterations of the next epoch for a
+    mid-epoch stop) on the main process, and remove older ones except epoch checkpoints whose epoch is a multiple
+    of ``keep_period``. Returns the path."""
+    path = checkpoint_path(output_dir, epoch, iteration)
     if not du.is_main_process():
         return path
     state = {
@@ -54,15 +60,18 @@ def save_checkpoint(output_dir, model, optimizer, epoch, cfg, scaler=None, keep_
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
         "scaler_state": scaler.state_dict() if scaler is not None else None,
         "cfg": cfg.dump(),
+        "iteration": int(iteration or 0),
     }
     if extra:
         state.update(extra)
     previous = list_checkpoints(output_dir)
     atomic_save(state, path, torch.save)
     for p in previous:
+        if p == path:
+            continue
         m = _NAME.match(os.path.basename(p))
-        e = int(m.group(1))
-        if e != epoch and (keep_period <= 0 or e % keep_period != 0):
+        e, mid_epoch = int(m.group(1)), m.group(2) is not None
+        if mid_epoch or keep_period <= 0 or e % keep_period != 0:
             PathManager.rm(p)
     logger.info("saved checkpoint %s", path)
     return path

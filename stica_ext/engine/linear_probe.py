@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..datasets import build_dataset, build_loader
 from ..models.build import build_model
+from ..models.weights import load_weights_from_cfg
 from ..utils import distributed as du
 from ..utils.logging import log_json_stats, setup_logging
 from . import checkpoint as cu
@@ -140,11 +141,13 @@ def _train_linear_online(cfg, model, loader, num_classes, feat_dim, device):
     return nn.Sequential(bn, clf)
 
 
-def load_backbone_weights(model, path):
-    """Load a stica_ext checkpoint into ``model``; every video-backbone key must be present (other differences
-    are reported)."""
-    if not path:
-        return model
+def load_backbone_weights(model, path, checkpoint_type="pytorch"):
+    """Load weights into ``model`` (this project's checkpoints, or the released GDT layout with
+    ``checkpoint_type="gdt"``): every video-backbone key must be present with its shape; everything else is
+    reported."""
+    if path:
+        load_weights_from_cfg(model, path, checkpoint_type)
+    return model
     ckpt = cu.load_checkpoint(path, None)
     state = ckpt["model_state"]
     result = model.load_state_dict(state, strict=False)
@@ -157,13 +160,13 @@ def load_backbone_weights(model, path):
     return model
 
 
-def run_linear_probe(cfg, checkpoint_path="", tag="pretrained"):
+def run_linear_probe(cfg, checkpoint_path="", tag="pretrained", checkpoint_type="pytorch"):
     """Probe the video backbone of ``MODEL.MODEL_NAME`` initialised with seed ``RNG_SEED`` and, when
     ``checkpoint_path`` is given, loaded from it. Returns the metrics dict."""
     device = get_device(cfg)
     seed_everything(cfg.RNG_SEED)
     model = build_model(cfg)
-    load_backbone_weights(model, checkpoint_path)
+    load_backbone_weights(model, checkpoint_path, checkpoint_type)
     model = model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -171,7 +174,7 @@ def run_linear_probe(cfg, checkpoint_path="", tag="pretrained"):
     lc = cfg.LINEAR
     train_set = build_dataset(cfg.TRAIN.DATASET, cfg, lc.TRAIN_SPLIT, sample_type="classify",
                               clips_per_video=lc.TRAIN_CLIPS_PER_VIDEO if lc.CACHE_FEATURES else 1,
-                              train_augment=True)
+                              train_augment=True, max_videos=lc.NUM_TRAIN_VIDEOS)
     test_set = build_dataset(cfg.TEST.DATASET, cfg, lc.TEST_SPLIT, sample_type="classify", train_augment=False)
     num_classes = cfg.MODEL.NUM_CLASSES
     bad = [lab for lab in set(train_set.labels) | set(test_set.labels) if not 0 <= lab < num_classes]
@@ -210,10 +213,13 @@ def linear_probe_task(cfg, checkpoint_path=None):
     """Probe ``checkpoint_path`` (default ``TRAIN.CHECKPOINT_FILE_PATH``; random init when empty) and, with
     ``LINEAR.COMPARE_RANDOM_INIT``, the same network at random init. Writes ``OUTPUT_DIR/linear_probe.json``."""
     setup_logging(cfg.OUTPUT_DIR)
-    path = cfg.TRAIN.CHECKPOINT_FILE_PATH if checkpoint_path is None else checkpoint_path
+    ctype = "pytorch"
+    if checkpoint_path is None:
+        checkpoint_path, ctype = cfg.TRAIN.CHECKPOINT_FILE_PATH, cfg.TRAIN.CHECKPOINT_TYPE
+    path = checkpoint_path
     results = []
     if path:
-        results.append(run_linear_probe(cfg, path, "pretrained"))
+        results.append(run_linear_probe(cfg, path, "pretrained", ctype))
     else:
         logger.warning("no checkpoint given (TRAIN.CHECKPOINT_FILE_PATH): probing a randomly initialised network")
     if cfg.LINEAR.COMPARE_RANDOM_INIT or not path:

@@ -39,10 +39,31 @@ def _policy_lr(cfg, epoch):
     raise ValueError(f"unknown SOLVER.LR_POLICY {s.LR_POLICY!r}")
 
 
+def warmup_multiplier(cfg):
+    """``SOLVER.WARMUP_MULTIPLIER``, with -1 meaning the number of processes."""
+    m = cfg.SOLVER.WARMUP_MULTIPLIER
+    if m < 0:
+        from ..utils.distributed import get_world_size
+
+        m = get_world_size()
+    return float(m)
+
+
+def gdt_epoch_warmup_lr(base_lr, multiplier, warmup_epochs, epoch):
+    """The GDT reference schedule at integer ``epoch``: ``base·(1 + (m−1)·min(e, E)/E)``, constant afterwards
+    (the reference's later milestone lies beyond its last epoch)."""
+    e = int(math.floor(epoch))
+    if warmup_epochs <= 0:
+        return base_lr * multiplier
+    return base_lr * (1.0 + (multiplier - 1.0) * min(e, warmup_epochs) / warmup_epochs)
+
+
 def get_lr_at_epoch(cfg, epoch):
     """Learning rate at fractional ``epoch``: linear warmup from ``WARMUP_START_LR`` over ``WARMUP_EPOCHS`` to the
-    policy's value at the end of warmup, then the policy."""
+    policy's value at the end of warmup, then the policy (``gdt_epoch_warmup`` has its own per-epoch warmup)."""
     s = cfg.SOLVER
+    if s.LR_POLICY == "gdt_epoch_warmup":
+        return gdt_epoch_warmup_lr(s.BASE_LR, warmup_multiplier(cfg), s.WARMUP_EPOCHS, epoch)
     lr = _policy_lr(cfg, epoch)
     if epoch < s.WARMUP_EPOCHS:
         end = _policy_lr(cfg, s.WARMUP_EPOCHS)

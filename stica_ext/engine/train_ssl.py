@@ -3,11 +3,14 @@
 import logging
 import math
 import os
+import signal
+import threading
 
 import torch
 
 from ..datasets import build_dataset, build_loader, set_loader_epoch
 from ..models.build import build_model
+from ..models.weights import load_weights_from_cfg
 from ..registry import get_loss_class
 from ..utils import distributed as du
 from ..utils.logging import log_json_stats, setup_logging
@@ -35,67 +38,154 @@ def prepare_model(cfg, model, device):
     return model
 
 
-def resume_or_init(cfg, model, optimizer):
-    """Auto-resume from ``OUTPUT_DIR/checkpoints`` (optimizer included) or initialise from
-    ``TRAIN.CHECKPOINT_FILE_PATH`` (weights only). Returns the epoch to start from."""
+def resume_or_init(cfg, model, optimizer, scaler=None):
+    """Auto-resume from the last complete checkpoint in ``OUTPUT_DIR/checkpoints`` (model, optimizer, scaler, RNG
+    and position in the epoch) or initialise from ``TRAIN.CHECKPOINT_FILE_PATH`` (weights only).
+
+    Returns ``(start_epoch, start_iter)``: the epoch to run (0-based) and the iteration within it to start at.
+    """
     last = cu.get_last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
     if last:
-        ckpt = cu.load_checkpoint(last, model, optimizer)
-        logger.info("resumed from %s (epoch %d completed)", last, ckpt["epoch"])
-        return int(ckpt["epoch"])
+        ckpt = cu.load_checkpoint(last, model, optimizer, scaler)
+        it = int(ckpt.get("iteration") or 0)
+        if ckpt.get("rng_state") is not None:
+            torch.set_rng_state(ckpt["rng_state"])
+        logger.info("resumed from %s (%d epochs completed%s)", last, ckpt["epoch"],
+                    f", {it} iterations into the next" if it else "")
+        return int(ckpt["epoch"]), it
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        ckpt = cu.load_checkpoint(cfg.TRAIN.CHECKPOINT_FILE_PATH, model, None)
+        report = load_weights_from_cfg(cu.unwrap(model), cfg.TRAIN.CHECKPOINT_FILE_PATH, cfg.TRAIN.CHECKPOINT_TYPE,
+                                       strict_prefixes=("",))
         logger.info("initialised from %s", cfg.TRAIN.CHECKPOINT_FILE_PATH)
-        return 0 if cfg.TRAIN.CHECKPOINT_EPOCH_RESET else int(ckpt["epoch"])
-    return 0
+        # a released file's epoch counter does not belong to this run's schedule
+        if cfg.TRAIN.CHECKPOINT_EPOCH_RESET or cfg.TRAIN.CHECKPOINT_TYPE != "pytorch" or report.epoch is None:
+            return 0, 0
+        return int(report.epoch), 0
+    return 0, 0
 
 
-def train_epoch(cfg, model, loss_fn, loader, optimizer, epoch, device):
+class PreemptionHandler:
+    """Turns SIGTERM / SIGUSR1 (SLURM preemption, ``scancel``, Kubernetes) into a flag that the training loop
+    polls after every iteration: it then writes a checkpoint and stops cleanly. All processes stop at the same
+    iteration (the flag is reduced over processes)."""
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def install(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for name in self.SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def uninstall(self):
+        for sig, prev in self._previous.items():
+            signal.signal(sig, prev)
+        self._previous.clear()
+
+    def should_stop(self):
+        flag = 1.0 if self.received else 0.0
+        if du.get_world_size() > 1:
+            flag = du.all_reduce_sum([flag])[0]
+        return flag > 0
+
+
+def epoch_seed(cfg, epoch):
+    """Seed of the global RNGs (dropout masks, negative subsampling) for ``epoch`` on this process: a pure function
+    of (RNG_SEED, rank, epoch), so a run restarted from an epoch checkpoint repeats the same random draws."""
+    return (cfg.RNG_SEED * 1_000_003 + du.get_rank() * 10_007 + epoch) % (2**31)
+
+
+def amp_settings(cfg, device):
+    """``(enabled, dtype)`` of autocast for ``TRAIN.MIXED_PRECISION`` / ``TRAIN.AMP_DTYPE``."""
+    if not cfg.TRAIN.MIXED_PRECISION:
+        return False, torch.float32
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.TRAIN.AMP_DTYPE]
+    if device.type == "cpu" and dtype == torch.float16:
+        raise ValueError("TRAIN.AMP_DTYPE float16 needs a GPU; use bfloat16 on the CPU (or TRAIN.MIXED_PRECISION False)")
+    return True, dtype
+
+
+def train_epoch(cfg, model, loss_fn, loader, optimizer, epoch, device, scaler=None, start_iter=0, preempt=None):
+    """One epoch (from iteration ``start_iter``). Returns ``(stats, stopped_at)`` where ``stopped_at`` is the
+    number of iterations done in this epoch when a preemption signal stopped it, else None."""
     model.train()
     meters = MeterDict()
     timer, data_timer = Timer(), Timer()
-    n_iters = len(loader)
-    skipped = 0
-    clips = 0
-    for it, batch in enumerate(loader):
+    n_iters = len(loader) + start_iter
+    amp, amp_dtype = amp_settings(cfg, device)
+    skipped = clips = 0
+    lr = get_lr_at_epoch(cfg, epoch + start_iter / n_iters)
+    stopped_at = None
+    for it, batch in enumerate(loader, start=start_iter):
         data_time = data_timer.seconds()
         lr = get_lr_at_epoch(cfg, epoch + it / n_iters)
         set_lr(optimizer, lr)
         video = batch["video"].to(device, non_blocking=True)
-        audio = batch["audio"].to(device, non_blocking=True)
-        zv, za = model(video, audio)
+        # the second modality: audio spectrograms (audio-visual GDT) or token ids (video-text GDT)
+        other = (batch["audio"] if "audio" in batch else batch["text"]).to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
+            zv, za = model(video, other)
+        zv, za = zv.float(), za.float()
         views = {name: (zv[:, i], za[:, i]) for i, name in enumerate(loss_fn.views)}
         loss, stats = loss_fn(views)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, iteration {it + 1}")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if scaler is not None and scaler.is_enabled():
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
         if cfg.SOLVER.CLIP_GRAD_L2NORM:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.SOLVER.CLIP_GRAD_L2NORM)
-        optimizer.step()
+        if scaler is not None and scaler.is_enabled():
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
 
         bs = video.shape[0]
         skipped += int(batch["skipped"].sum())
         clips += bs
-        loss_v, acc_v = du.all_reduce_mean([loss.item(), stats["nce_acc"].item()])
-        meters.update(bs, loss=loss_v, nce_acc=acc_v, data_time=data_time, iter_time=data_timer.seconds())
+        names = ["loss"] + sorted(k for k in stats if k != "loss")
+        values = du.all_reduce_mean([loss.item()] + [float(stats[k]) for k in names[1:]])
+        reduced = dict(zip(names, values))
+        meters.update(bs, data_time=data_time, iter_time=data_timer.seconds(), **reduced)
         if (it + 1) % cfg.LOG_PERIOD == 0 or it + 1 == n_iters:
             eta = meters["iter_time"].avg * (n_iters - it - 1 + n_iters * (cfg.SOLVER.MAX_EPOCH - epoch - 1))
             log_json_stats({
                 "_type": "train_iter", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}", "iter": f"{it + 1}/{n_iters}",
-                "loss": loss_v, "nce_acc": acc_v, "lr": lr, "data_time": data_time,
-                "iter_time": meters["iter_time"].last, "eta": _fmt_time(eta),
+                "loss": reduced["loss"], "nce_acc": reduced.get("nce_acc", math.nan), "lr": lr,
+                "data_time": data_time, "iter_time": meters["iter_time"].last, "eta": _fmt_time(eta),
             }, logger)
         data_timer.reset()
+        if preempt is not None and preempt.should_stop():
+            stopped_at = it + 1
+            break
     skipped, clips = du.all_reduce_sum([skipped, clips])
     avg = meters.averages()
     stats = {
-        "_type": "train_epoch", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}", "loss": avg.get("loss", math.nan),
-        "nce_acc": avg.get("nce_acc", math.nan), "lr": lr, "skipped_videos": int(skipped),
-        "clips_per_s": clips / max(timer.seconds(), 1e-9), "epoch_time": timer.seconds(),
+        "_type": "train_epoch", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}", "lr": lr,
+        "skipped_videos": int(skipped), "clips_per_s": clips / max(timer.seconds(), 1e-9),
+        "epoch_time": timer.seconds(),
     }
+    stats.update({k: v for k, v in avg.items() if k not in ("data_time", "iter_time")})
+    stats["data_time"], stats["iter_time"] = avg.get("data_time", math.nan), avg.get("iter_time", math.nan)
+    if stopped_at is not None:
+        stats["_type"] = "train_epoch_partial"
+        stats["iterations"] = stopped_at
     log_json_stats(stats, logger)
-    return stats
+    return stats, stopped_at
 
 
 def _fmt_time(seconds):
@@ -104,7 +194,11 @@ def _fmt_time(seconds):
 
 
 def train_ssl(cfg):
-    """Pretrain ``MODEL.MODEL_NAME`` with ``MODEL.LOSS_FUNC`` on ``TRAIN.DATASET``; returns the last checkpoint."""
+    """Pretrain ``MODEL.MODEL_NAME`` with ``MODEL.LOSS_FUNC`` on ``TRAIN.DATASET``; returns the last checkpoint.
+
+    A SIGTERM / SIGUSR1 writes a mid-epoch checkpoint and returns early; running the same command again resumes
+    from it (``TRAIN.AUTO_RESUME``).
+    """
     setup_logging(cfg.OUTPUT_DIR)
     seed_everything(cfg.RNG_SEED + du.get_rank())
     device = get_device(cfg)
@@ -126,14 +220,33 @@ def train_ssl(cfg):
         raise ValueError(f"the training set ({len(dataset)} samples over {ws} processes) is smaller than one batch "
                          f"of {per_proc}; lower TRAIN.BATCH_SIZE")
     optimizer = construct_optimizer(model, cfg)
-    start_epoch = resume_or_init(cfg, model, optimizer)
+    amp, amp_dtype = amp_settings(cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
+    start_epoch, start_iter = resume_or_init(cfg, model, optimizer, scaler)
     logger.info("training epochs %d..%d, %d iterations per epoch, batch %d per process x %d processes",
                 start_epoch + 1, cfg.SOLVER.MAX_EPOCH, len(loader), per_proc, ws)
     last = cu.get_last_checkpoint(cfg.OUTPUT_DIR)
-    for epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
-        set_loader_epoch(loader, epoch)
-        train_epoch(cfg, model, loss_fn, loader, optimizer, epoch, device)
-        last = cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch + 1, cfg,
-                                  keep_period=cfg.TRAIN.CHECKPOINT_PERIOD)
-        du.synchronize()
+    preempt = PreemptionHandler().install()
+    try:
+        for epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
+            if not start_iter:
+                seed_everything(epoch_seed(cfg, epoch))
+            set_loader_epoch(loader, epoch, start_sample=start_iter * per_proc)
+            _, stopped_at = train_epoch(cfg, model, loss_fn, loader, optimizer, epoch, device, scaler,
+                                        start_iter=start_iter, preempt=preempt)
+            set_loader_epoch(loader, epoch, start_sample=0)
+            if stopped_at is not None:
+                last = cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch, cfg, scaler=scaler,
+                                          keep_period=cfg.TRAIN.CHECKPOINT_PERIOD, iteration=stopped_at,
+                                          extra={"rng_state": torch.get_rng_state()})
+                logger.warning("received %s: saved %s and stopped; run the same command to resume",
+                               preempt.received or "a stop request", last)
+                du.synchronize()
+                return last
+            start_iter = 0
+            last = cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch + 1, cfg, scaler=scaler,
+                                      keep_period=cfg.TRAIN.CHECKPOINT_PERIOD)
+            du.synchronize()
+    finally:
+        preempt.uninstall()
     return last

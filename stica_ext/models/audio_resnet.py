@@ -88,6 +88,12 @@ class AudioResNet(nn.Module):
         mods += [BasicBlock2d(planes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*mods)
 
+    def zero_init_residual(self):
+        """Set ``bn2.weight`` of every residual block to 0 (``RESNET.ZERO_INIT_FINAL_BN``)."""
+        for m in self.modules():
+            if isinstance(m, BasicBlock2d):
+                nn.init.zeros_(m.bn2.weight)
+
     def _init_weights(self):
         for m in self.modules():
             if isinstance(m, nn.Conv2d) and m is not self.conv1:

@@ -9,7 +9,8 @@ __all__ = ["build_model"]
 def build_model(cfg, name=None):
     """Build the model registered as ``name`` (default ``cfg.MODEL.MODEL_NAME``) on the CPU.
 
-    Calls ``cls.from_cfg(cfg)`` when the class has one, else ``cls(cfg)``. Moving to a device, SyncBN conversion
+    Calls ``cls.from_cfg(cfg)`` when the class has one, else ``cls(cfg)``; with ``RESNET.ZERO_INIT_FINAL_BN`` the
+    last BatchNorm of every residual block of the backbones starts at 0. Moving to a device, SyncBN conversion
     and DDP wrapping are the engine's job.
     """
     name = name or cfg.MODEL.MODEL_NAME
@@ -18,6 +19,9 @@ def build_model(cfg, name=None):
     except KeyError:
         known = ", ".join(sorted(k for k, _ in MODEL_REGISTRY))
         raise KeyError(f"no model {name!r} (MODEL.MODEL_NAME); known models: {known}") from None
-    if hasattr(cls, "from_cfg"):
-        return cls.from_cfg(cfg)
-    return cls(cfg)
+    model = cls.from_cfg(cfg) if hasattr(cls, "from_cfg") else cls(cfg)
+    if cfg.RESNET.ZERO_INIT_FINAL_BN:
+        for m in model.modules():
+            if hasattr(m, "zero_init_residual"):
+                m.zero_init_residual()
+    return model
