@@ -128,3 +128,22 @@ def test_run_net_command_line(synth_dir, tmp_path):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "run_net.py"), "--cfg", str(cfg_file),
                         "SOLVER.BASE_LRR", "0.1"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode != 0 and "SOLVER.BASE_LRR" in r.stderr
+
+
+def test_stica_pretrain_and_probe(synth_dir, tmp_path):
+    """STiCA from the config: two spatial views + one 257-band spectrogram per sample, crop and cross-modal terms
+    logged, a checkpoint whose pooling round-trips into the probe."""
+    cfg = tiny_cfg(synth_dir, tmp_path, **{
+        "MODEL.MODEL_NAME": "STiCA", "MODEL.LOSS_FUNC": "stica_nce", "AUDIO.NUM_MEL_BINS": "257",
+        "AUDIO.Z_NORMALIZE": "False", "SOLVER.MAX_EPOCH": "1", "STICA.NUM_LARGE_TCROPS": "0",
+        "STICA.NUM_SMALL_TCROPS": "0", "STICA.NUM_SMALL_CROPS": "2", "LINEAR.EPOCHS": "2"})
+    ds = build_dataset("synthetic_av", cfg, "train")
+    item = ds[0]
+    assert item["video"].shape == (2, 3, 4, 32, 32) and item["audio"].shape == (1, 257, 99)
+    assert not torch.equal(item["video"][0], item["video"][1])  # independently augmented views
+    results = run_task(cfg)
+    epoch = [s for s in read_stats(tmp_path) if s["_type"] == "train_epoch"][0]
+    assert {"loss_crops", "loss_av", "acc_crops", "acc_av"} <= set(epoch)
+    assert [r["model"] for r in results] == ["pretrained", "random init"]
+    state = torch.load(cu.checkpoint_path(str(tmp_path), 1), weights_only=True)["model_state"]
+    assert any(k.startswith("video_network.base.") for k in state)

@@ -11,6 +11,10 @@ Two kinds of items, chosen by ``sample_type``:
   - ``label`` (int64), ``index`` (int64, video index), ``skipped`` (int64: undecodable videos replaced while
     producing this item).
 
+* ``"stica"`` (STiCA pretraining, spec 3.6): a dict with ``video``: ``2 x 3 x T x S x S`` (two independently
+  augmented spatial views of the same random clip), ``audio``: ``1 x F x Tspec`` (the clip's spectrogram),
+  ``label``, ``index``, ``skipped``.
+
 * ``"classify"`` (linear probe / finetuning), PySlowFast's item ``(frames_list, label, index, time, meta)``:
   ``frames_list = [3 x T x S x S]``, ``index`` = clip index in the expanded list (``video_idx = index //
   clips_per_video``), ``time`` = start time of the clip in seconds, ``meta = {"video_idx", "skipped"}``. Training
@@ -68,6 +72,11 @@ def read_video_csv(path, path_prefix="", separator=" "):
     return paths, labels
 
 
+def ssl_sample_type(cfg):
+    """Sample layout the pretraining objective of ``cfg`` needs: ``"stica"`` or ``"gdt"``."""
+    return "stica" if cfg.MODEL.MODEL_NAME == "STiCA" else "gdt"
+
+
 def _split_key(key):
     if isinstance(key, (tuple, list)):
         return int(key[0]), int(key[1])
@@ -95,20 +104,20 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         self.cfg = cfg
         self.split = split
         if sample_type is None:
-            sample_type = "gdt" if (cfg.TASK == "ssl_pretrain" and split == "train") else "classify"
-        if sample_type not in ("gdt", "classify"):
-            raise ValueError(f"sample_type must be 'gdt' or 'classify', got {sample_type!r}")
+            sample_type = ssl_sample_type(cfg) if (cfg.TASK == "ssl_pretrain" and split == "train") else "classify"
+        if sample_type not in ("gdt", "stica", "classify"):
+            raise ValueError(f"sample_type must be 'gdt', 'stica' or 'classify', got {sample_type!r}")
         self.sample_type = sample_type
         self.train_augment = (split == "train") if train_augment is None else train_augment
         if clips_per_video is None:
             clips_per_video = 1 if self.train_augment else cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
-        self.clips_per_video = 1 if sample_type == "gdt" else int(clips_per_video)
+        self.clips_per_video = int(clips_per_video) if sample_type == "classify" else 1
         self.paths, self.labels = read_video_csv(self._list_file(), cfg.DATA.PATH_PREFIX,
                                                  cfg.DATA.PATH_LABEL_SEPARATOR)
         if max_videos:
             self.paths, self.labels = self.paths[:max_videos], self.labels[:max_videos]
         self.views = views_for_hypothesis(cfg.GDT.HYPOTHESIS)
-        self.need_audio = sample_type == "gdt" and cfg.AUDIO.ENABLE
+        self.need_audio = sample_type in ("gdt", "stica") and cfg.AUDIO.ENABLE
         self._warned = set()
         logger.info("%s %s: %d videos, %s samples, %d clips per video", type(self).__name__, split,
                     len(self.paths), sample_type, self.clips_per_video)
@@ -141,8 +150,9 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         for attempt in range(self.cfg.DATA.NUM_RETRIES + 1):
             rng = self._rng(epoch, index, attempt)
             try:
-                if self.sample_type == "gdt":
-                    item = self._gdt_item(video_idx, rng)
+                if self.sample_type in ("gdt", "stica"):
+                    make = self._gdt_item if self.sample_type == "gdt" else self._stica_item
+                    item = make(video_idx, rng)
                     item["skipped"] = torch.tensor(attempt)
                     return item
                 return self._classify_item(index, video_idx, rng, attempt)
@@ -220,6 +230,19 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         }
         if self.need_audio:
             item["audio"] = torch.stack(audios)
+        return item
+
+    def _stica_item(self, video_idx, rng):
+        """One random clip, two independently augmented spatial views of it, and its spectrogram (spec 3.6)."""
+        d = self.cfg.DATA
+        clip = self._decode(video_idx, [-1], 1, rng, self.need_audio)[0]
+        color = tuple(d.SSL_COLOR_BRI_CON_SAT) if d.SSL_COLOR_JITTER else None
+        views = [T.stica_video_transform(clip.frames, crop_size=d.TRAIN_CROP_SIZE, mean=d.MEAN, std=d.STD, rng=rng,
+                                         flip=d.RANDOM_FLIP, color=color) for _ in range(2)]
+        item = {"video": torch.stack(views), "label": torch.tensor(self.labels[video_idx]),
+                "index": torch.tensor(video_idx)}
+        if self.need_audio:
+            item["audio"] = self._spectrogram(clip.audio, rng, train=True)
         return item
 
     def _classify_item(self, index, video_idx, rng, attempt):

@@ -63,6 +63,40 @@ def uniform_crop(x, size, spatial_idx):
     return x[..., y0:y0 + size, x0:x0 + size]
 
 
+def random_resized_crop_box(h, w, scale, ratio, rng, attempts=10):
+    """Box ``(y0, x0, ch, cw)`` of a RandomResizedCrop on an ``h x w`` frame.
+
+    Up to ``attempts`` draws of an area fraction ``U(scale)`` and a log-uniform aspect ratio ``w/h`` in ``ratio``
+    (``cw = round(sqrt(area * r))``, ``ch = round(sqrt(area / r))``); the first box that fits is placed uniformly
+    over every valid offset ``0 .. h - ch`` / ``0 .. w - cw`` (both ends included). Fallback: the largest centred
+    box whose aspect ratio is clamped to ``ratio``.
+    """
+    area = h * w
+    log_r = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(attempts):
+        target = area * rng.uniform(scale[0], scale[1])
+        r = math.exp(rng.uniform(*log_r))
+        cw = int(round(math.sqrt(target * r)))
+        ch = int(round(math.sqrt(target / r)))
+        if 0 < cw <= w and 0 < ch <= h:
+            return rng.randint(0, h - ch), rng.randint(0, w - cw), ch, cw
+    in_ratio = w / h
+    if in_ratio < min(ratio):
+        cw, ch = w, int(round(w / min(ratio)))
+    elif in_ratio > max(ratio):
+        ch, cw = h, int(round(h * max(ratio)))
+    else:
+        ch, cw = h, w
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def random_resized_crop(x, size, scale, ratio, rng):
+    """Crop a :func:`random_resized_crop_box` and resize it (bilinear) to ``size x size``."""
+    y0, x0, ch, cw = random_resized_crop_box(x.shape[-2], x.shape[-1], scale, ratio, rng)
+    x = x[..., y0:y0 + ch, x0:x0 + cw]
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
 def horizontal_flip(x, p, rng):
     return x.flip(-1) if rng.random() < p else x
 
@@ -92,6 +126,27 @@ def color_jitter(x, brightness, contrast, saturation, rng):
         else:
             x = alpha * x + (1 - alpha) * _grey(x)
     return x
+
+
+def grayscale(x):
+    """Replace each frame by its RGB luminance, replicated to 3 channels."""
+    return _grey(x).expand_as(x).clone()
+
+
+def gaussian_blur(x, sigma, kernel_size=11):
+    """Isotropic Gaussian blur of every frame (separable, reflect padding)."""
+    half = kernel_size // 2
+    t = torch.arange(-half, half + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c, tt, h, w = x.shape
+    y = x.reshape(c * tt, 1, h, w)
+    pad_h, pad_w = min(half, h - 1), min(half, w - 1)
+    kh = k[half - pad_h: half + pad_h + 1]
+    kw = k[half - pad_w: half + pad_w + 1]
+    y = F.conv2d(F.pad(y, (0, 0, pad_h, pad_h), mode="reflect"), (kh / kh.sum()).view(1, 1, -1, 1))
+    y = F.conv2d(F.pad(y, (pad_w, pad_w, 0, 0), mode="reflect"), (kw / kw.sum()).view(1, 1, 1, -1))
+    return y.reshape(c, tt, h, w)
 
 
 def reference_color_jitter(x, brightness, contrast, saturation, rng):
@@ -157,4 +212,22 @@ def eval_video_transform(frames, *, crop_size, spatial_idx, mean, std):
     x = uint8_thwc_to_float_cthw(frames)
     x = resize_short_side(x, crop_size)
     x = uniform_crop(x, crop_size, spatial_idx)
+    return normalize(x, mean, std).contiguous()
+
+
+def stica_video_transform(frames, *, crop_size, mean, std, rng, scale=(0.14, 1.0), ratio=(3 / 4, 4 / 3), flip=True,
+                          color=(0.4, 0.4, 0.4), color_prob=0.8, gray_prob=0.2, blur_prob=0.5, blur_sigma=(0.1, 2.0)):
+    """STiCA pretraining view (spec 3.3b, intended version): RandomResizedCrop, flip, colour jitter with
+    probability ``color_prob`` (per-frame RGB, on [0, 1] values), greyscale with ``gray_prob``, Gaussian blur with
+    ``blur_prob`` and a random isotropic sigma ``U(blur_sigma)``; then normalisation. ``3 x T x S x S`` out."""
+    x = uint8_thwc_to_float_cthw(frames)
+    x = random_resized_crop(x, crop_size, scale, ratio, rng)
+    if flip:
+        x = horizontal_flip(x, 0.5, rng)
+    if color is not None and rng.random() < color_prob:
+        x = color_jitter(x, *color, rng)
+    if rng.random() < gray_prob:
+        x = grayscale(x)
+    if rng.random() < blur_prob:
+        x = gaussian_blur(x, rng.uniform(*blur_sigma))
     return normalize(x, mean, std).contiguous()

@@ -9,6 +9,7 @@ import threading
 import torch
 
 from ..datasets import build_dataset, build_loader, set_loader_epoch
+from ..datasets.av_dataset import ssl_sample_type
 from ..models.build import build_model
 from ..models.weights import load_weights_from_cfg
 from ..registry import get_loss_class
@@ -32,7 +33,7 @@ def prepare_model(cfg, model, device):
     model = model.to(device)
     if du.get_world_size() > 1:
         if cfg.BN.GLOBAL_SYNC:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            model = du.convert_sync_batchnorm(model)  # torch's SyncBatchNorm on GPUs, CpuSyncBatchNorm on the CPU
         ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
     return model
@@ -115,6 +116,29 @@ def amp_settings(cfg, device):
     return True, dtype
 
 
+def _to_float(x):
+    if torch.is_tensor(x):
+        return x.float()
+    if isinstance(x, dict):
+        return {k: _to_float(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_float(v) for v in x)
+    return x
+
+
+def ssl_loss(loss_fn, outputs):
+    """Loss of one step from the model's outputs (computed in float32).
+
+    * GDT / video-text GDT: ``outputs = (zv, za)``, each ``B x V x D`` with the views of ``loss_fn.views`` on axis 1;
+    * STiCA: ``outputs`` = the list of per-view dicts of :class:`stica_ext.models.stica.STiCA`, passed through.
+    """
+    outputs = _to_float(outputs)
+    if hasattr(loss_fn, "views"):
+        zv, za = outputs
+        return loss_fn({name: (zv[:, i], za[:, i]) for i, name in enumerate(loss_fn.views)})
+    return loss_fn(outputs)
+
+
 def train_epoch(cfg, model, loss_fn, loader, optimizer, epoch, device, scaler=None, start_iter=0, preempt=None):
     """One epoch (from iteration ``start_iter``). Returns ``(stats, stopped_at)`` where ``stopped_at`` is the
     number of iterations done in this epoch when a preemption signal stopped it, else None."""
@@ -131,13 +155,11 @@ def train_epoch(cfg, model, loss_fn, loader, optimizer, epoch, device, scaler=No
         lr = get_lr_at_epoch(cfg, epoch + it / n_iters)
         set_lr(optimizer, lr)
         video = batch["video"].to(device, non_blocking=True)
-        # the second modality: audio spectrograms (audio-visual GDT) or token ids (video-text GDT)
+        # the second modality: audio spectrograms (audio-visual GDT, STiCA) or token ids (video-text GDT)
         other = (batch["audio"] if "audio" in batch else batch["text"]).to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
-            zv, za = model(video, other)
-        zv, za = zv.float(), za.float()
-        views = {name: (zv[:, i], za[:, i]) for i, name in enumerate(loss_fn.views)}
-        loss, stats = loss_fn(views)
+            outputs = model(video, other)
+        loss, stats = ssl_loss(loss_fn, outputs)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, iteration {it + 1}")
         optimizer.zero_grad(set_to_none=True)
@@ -213,7 +235,7 @@ def train_ssl(cfg):
         logger.info("model %s: %.2fM parameters", cfg.MODEL.MODEL_NAME, n / 1e6)
     model = prepare_model(cfg, model, device)
     loss_fn = build_loss(cfg)
-    dataset = build_dataset(cfg.TRAIN.DATASET, cfg, "train", sample_type="gdt")
+    dataset = build_dataset(cfg.TRAIN.DATASET, cfg, "train", sample_type=ssl_sample_type(cfg))
     per_proc = cfg.TRAIN.BATCH_SIZE // ws
     loader = build_loader(dataset, cfg, per_proc, shuffle=True, drop_last=cfg.TRAIN.DROP_LAST)
     if len(loader) == 0:
