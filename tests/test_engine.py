@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 import simplejson
 import torch
 
@@ -101,7 +100,19 @@ def test_bad_videos_are_skipped_and_counted(synth_dir, tmp_path):
         (data / f"{split}.csv").write_text(open(os.path.join(synth_dir, f"{split}.csv")).read().replace(
             "videos/", os.path.join(synth_dir, "videos") + "/"))
 
+    # the validity index drops the three bad files before training and counts them by reason
     cfg = tiny_cfg(str(data), tmp_path / "out", **{"SOLVER.MAX_EPOCH": "1", "TRAIN.DROP_LAST": "False"})
+    ds = build_dataset("synthetic_av", cfg, "train", sample_type="gdt")
+    assert len(ds) == 12 and not any(p.endswith(("zero.mp4", "corrupt.mp4", "silent.mp4")) for p in ds.paths)
+    counts = ds.index_summary.as_dict()
+    assert (counts["total"], counts["valid"], counts["no_audio"]) == (15, 12, 1)
+    assert counts["empty"] + counts["corrupt"] == 2
+    # classification samples need no audio: the silent video stays
+    assert len(build_dataset("synthetic_av", cfg, "train", sample_type="classify")) == 13
+
+    # without the filter, bad files reach the loader: replaced at load time and counted
+    cfg = tiny_cfg(str(data), tmp_path / "out", **{"SOLVER.MAX_EPOCH": "1", "TRAIN.DROP_LAST": "False",
+                                                   "DATA.VALIDITY_FILTER": "False"})
     ds = build_dataset("synthetic_av", cfg, "train", sample_type="gdt")
     assert len(ds) == 15
     skipped = {i: int(ds[i]["skipped"]) for i in range(len(ds))}

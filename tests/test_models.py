@@ -398,3 +398,21 @@ def test_build_model_unknown_name():
 def test_backbone_classes_exported():
     assert isinstance(on_meta(r2plus1d_18), R2Plus1D)
     assert isinstance(on_meta(resnet18), AudioResNet)
+
+
+def test_temporal_conv_weight_grad_under_cpu_bf16_autocast_is_finite():
+    """A 2-frame temporal conv (the shape that trips the CPU bf16 kernel) still gets the float32 gradient."""
+    from stica_ext.models.r2plus1d import TemporalConv3d
+
+    torch.manual_seed(0)
+    conv = TemporalConv3d(32, 32, kernel_size=(3, 1, 1), padding=(1, 0, 0), bias=False)
+    x = torch.randn(2, 32, 2, 6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        conv(x).float().sum().backward()
+    g_amp = conv.weight.grad.clone()
+    conv.weight.grad = None
+    conv(x).sum().backward()
+    assert torch.isfinite(g_amp).all()
+    torch.testing.assert_close(g_amp, conv.weight.grad, rtol=1e-4, atol=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # other clip lengths keep bf16 compute
+        assert conv(torch.randn(2, 32, 4, 6, 6)).dtype == torch.bfloat16

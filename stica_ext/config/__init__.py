@@ -148,8 +148,10 @@ def views_for_hypothesis(hypothesis):
 
 
 def world_size(cfg):
-    """Number of training processes the config asks for."""
-    return max(1, cfg.NUM_GPUS) * cfg.NUM_SHARDS
+    """Number of training processes the config asks for: ``NUM_GPUS`` (``NUM_CPU_PROCESSES`` with ``NUM_GPUS 0``)
+    per machine times ``NUM_SHARDS``."""
+    per_machine = cfg.NUM_GPUS if cfg.NUM_GPUS > 0 else cfg.get("NUM_CPU_PROCESSES", 1)
+    return max(1, per_machine) * cfg.NUM_SHARDS
 
 
 # Values of TASK (what tools/run_net.py runs, see stica_ext.engine.run_task).
@@ -206,13 +208,19 @@ def assert_and_infer_cfg(cfg):
     need(cfg.NUM_GPUS >= 0, f"NUM_GPUS must be >= 0, got {cfg.NUM_GPUS}")
     need(cfg.NUM_SHARDS >= 1, f"NUM_SHARDS must be >= 1, got {cfg.NUM_SHARDS}")
     need(0 <= cfg.SHARD_ID < cfg.NUM_SHARDS, f"SHARD_ID ({cfg.SHARD_ID}) must be in [0, NUM_SHARDS={cfg.NUM_SHARDS})")
+    need(cfg.get("NUM_CPU_PROCESSES", 1) >= 1, f"NUM_CPU_PROCESSES must be >= 1, got {cfg.get('NUM_CPU_PROCESSES')}")
     ws = world_size(cfg)
-    need(cfg.TRAIN.BATCH_SIZE % ws == 0,
-         f"TRAIN.BATCH_SIZE ({cfg.TRAIN.BATCH_SIZE}) must be divisible by the number of processes "
-         f"NUM_GPUS x NUM_SHARDS = {ws}")
-    need(cfg.TEST.BATCH_SIZE % ws == 0,
-         f"TEST.BATCH_SIZE ({cfg.TEST.BATCH_SIZE}) must be divisible by the number of processes "
-         f"NUM_GPUS x NUM_SHARDS = {ws}")
+    procs = "NUM_GPUS" if cfg.NUM_GPUS > 0 else "NUM_CPU_PROCESSES"
+    for node in ("TRAIN", "TEST"):
+        need(cfg[node].BATCH_SIZE % ws == 0,
+             f"{node}.BATCH_SIZE ({cfg[node].BATCH_SIZE}) must be divisible by the number of processes "
+             f"{procs} x NUM_SHARDS = {ws}")
+    need(str(cfg.DATA.LAYOUT).lower() in ("auto", "csv", "folders", "kinetics_csv"),
+         f"DATA.LAYOUT must be auto, csv, folders or kinetics_csv, got {cfg.DATA.LAYOUT!r}")
+    need(cfg.DATA.PROBE_WORKERS >= 0, f"DATA.PROBE_WORKERS must be >= 0, got {cfg.DATA.PROBE_WORKERS}")
+    for entry in cfg.DATA.SPLIT_DIRS:
+        need(isinstance(entry, str) and ":" in entry,
+             f"DATA.SPLIT_DIRS entries must be 'split:name1,name2', got {entry!r}")
     need(cfg.DATA.NUM_FRAMES >= 1, f"DATA.NUM_FRAMES must be >= 1, got {cfg.DATA.NUM_FRAMES}")
     need(cfg.DATA.SAMPLING_RATE >= 1, f"DATA.SAMPLING_RATE must be >= 1, got {cfg.DATA.SAMPLING_RATE}")
     need(len(cfg.DATA.TRAIN_JITTER_SCALES) == 2 and cfg.DATA.TRAIN_JITTER_SCALES[0] <= cfg.DATA.TRAIN_JITTER_SCALES[1],

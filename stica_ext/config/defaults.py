@@ -19,8 +19,11 @@ _C = CfgNode()
 # (train and test a VideoClassifier on UCF101 / HMDB51 folds) or "retrieval" (nearest-neighbour video retrieval with
 # the pretrained backbone, per fold).
 _C.TASK = "ssl_pretrain"
-# Number of processes (GPUs) per machine; 0 = one CPU process (see also CPU_PROCESSES).
+# Number of processes (GPUs) per machine; 0 = run on the CPU (NUM_CPU_PROCESSES processes per machine).
 _C.NUM_GPUS = 1
+# (new) With NUM_GPUS 0: CPU processes per machine (gloo backend); > 1 runs data-parallel CPU training from one
+# command line (used by the tests and for debugging distributed code without GPUs).
+_C.NUM_CPU_PROCESSES = 1
 _C.NUM_SHARDS = 1
 _C.SHARD_ID = 0
 _C.OUTPUT_DIR = "."
@@ -104,6 +107,23 @@ _C.DATA.FOLD = 1
 _C.DATA.FOLDS = []
 # Skip (and count) videos of the split lists that are not on disk instead of stopping with an error.
 _C.DATA.SKIP_MISSING_VIDEOS = False
+# (new) Audio-visual video lists (see stica_ext.datasets.index): "auto", "csv" (PySlowFast `path label` lists),
+# "folders" (<root>/<split>/<class>/<video>, sorted class folders) or "kinetics_csv" (official Kinetics CSVs).
+_C.DATA.LAYOUT = "auto"
+# (new) Split -> folder / CSV names, entries "split:name1,name2" (first existing wins; "." = the root itself).
+_C.DATA.SPLIT_DIRS = []
+# (new) File extensions listed by the folder layouts (case-insensitive).
+_C.DATA.VIDEO_EXTENSIONS = [".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ogv", ".3gp"]
+# (new) One class name per line, fixing label numbers (default: sorted class folders / classes.txt).
+_C.DATA.CLASS_NAMES_FILE = ""
+# (new) Probe every listed video once (cached next to the data) and drop those that cannot give a clip: corrupt,
+# empty, too short, or without audio when audio is needed and AUDIO.MISSING is "skip". The log and the dataset's
+# index_summary count each reason. False = keep the list as is (bad videos are then replaced at load time).
+_C.DATA.VALIDITY_FILTER = True
+# (new) Processes probing videos for the validity index (<= 1: in the main process).
+_C.DATA.PROBE_WORKERS = 4
+# (new) Where validity indexes are cached ("" = <data dir>/.stica_index, else $STICA_EXT_CACHE/index).
+_C.DATA.INDEX_CACHE_DIR = ""
 # RandomResizedCrop for training clips of UCF101 / HMDB51 (PySlowFast names): area fraction [min, max] and aspect
 # ratio [min, max]; [] = short-side jitter (TRAIN_JITTER_SCALES) + random crop instead.
 _C.DATA.TRAIN_JITTER_SCALES_RELATIVE = []
@@ -379,11 +399,14 @@ _C.TENSORBOARD.LOG_DIR = ""
 
 # The nodes and keys this project adds to a PySlowFast config.
 NEW_NODES = ("GDT", "AUDIO", "SYNTH", "LINEAR", "STICA", "TEXT", "FINETUNE", "RETRIEVAL")
+# New top-level keys.
+NEW_TOP_KEYS = ("NUM_CPU_PROCESSES",)
 NEW_KEYS = {
     "TRAIN": ("DROP_LAST", "AMP_DTYPE", "CLIPS_PER_VIDEO"),
     "SOLVER": ("WARMUP_MULTIPLIER", "BACKBONE_LR"),
     "DATA": ("ENSEMBLE_METHOD", "SSL_COLOR_JITTER", "SSL_COLOR_BRI_CON_SAT", "NUM_RETRIES", "DECODING_BACKEND",
-             "ANNOTATION_DIR", "FOLD", "FOLDS", "SKIP_MISSING_VIDEOS"),
+             "ANNOTATION_DIR", "FOLD", "FOLDS", "SKIP_MISSING_VIDEOS", "LAYOUT", "SPLIT_DIRS", "VIDEO_EXTENSIONS",
+             "CLASS_NAMES_FILE", "VALIDITY_FILTER", "PROBE_WORKERS", "INDEX_CACHE_DIR"),
     "BN": ("GLOBAL_SYNC",),
     "RESNET": ("WIDTH_PER_GROUP", "ZERO_INIT_FINAL_BN"),
 }
@@ -400,6 +423,9 @@ def add_stica_config(cfg):
     Existing keys are never overwritten.
     """
     cfg.defrost()
+    for key in NEW_TOP_KEYS:
+        if key not in cfg:
+            cfg[key] = _C[key]
     for node in NEW_NODES:
         if node not in cfg:
             cfg[node] = _C[node].clone()

@@ -42,6 +42,7 @@ from ..utils.io import read_text_lines
 from . import audio as audio_ops
 from . import transforms as T
 from .decoder import DecodeError, decode_clips
+from .index import list_videos
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,22 @@ def read_video_csv(path, path_prefix="", separator=" "):
     return paths, labels
 
 
+def _validity_index(cfg, paths, split, root, need_audio):
+    """:func:`~stica_ext.datasets.index.build_valid_index_from_cfg`, probed once per machine: with several
+    processes the local main process probes and writes the cache while the others wait, then read it."""
+    from ..utils import distributed as du
+    from .index import build_valid_index_from_cfg
+
+    def build(progress):
+        return build_valid_index_from_cfg(cfg, paths, split, root=root, need_audio=need_audio, progress=progress)
+
+    if du.get_world_size() > 1:
+        result = build(True) if du.is_local_main_process() else None
+        du.synchronize()
+        return result if result is not None else build(False)
+    return build(True)
+
+
 def ssl_sample_type(cfg):
     """Sample layout the pretraining objective of ``cfg`` needs: ``"stica"`` or ``"gdt"``."""
     return "stica" if cfg.MODEL.MODEL_NAME == "STiCA" else "gdt"
@@ -85,7 +102,13 @@ def _split_key(key):
 
 @register_as(DATASET_REGISTRY, "Audiovisual")
 class AudioVisualDataset(torch.utils.data.Dataset):
-    """Videos with audio listed in ``DATA.PATH_TO_DATA_DIR/{split}.csv`` (PySlowFast format).
+    """Videos with audio: a PySlowFast CSV ``DATA.PATH_TO_DATA_DIR/{split}.csv``, class folders
+    ``<root>/<split>/<class>/*`` or the official Kinetics CSVs (``DATA.LAYOUT``, see
+    :func:`stica_ext.datasets.index.list_videos`).
+
+    With ``DATA.VALIDITY_FILTER`` (default) every listed video is probed once (cached next to the data) and those
+    that cannot give a clip are dropped before training; ``index_summary`` counts them by reason. Videos that
+    still fail at load time are replaced and counted (``skipped``).
 
     Args:
         cfg: the config.
@@ -112,12 +135,23 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         if clips_per_video is None:
             clips_per_video = 1 if self.train_augment else cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
         self.clips_per_video = int(clips_per_video) if sample_type == "classify" else 1
-        self.paths, self.labels = read_video_csv(self._list_file(), cfg.DATA.PATH_PREFIX,
-                                                 cfg.DATA.PATH_LABEL_SEPARATOR)
+        self.need_audio = sample_type in ("gdt", "stica") and cfg.AUDIO.ENABLE
+        root = self.data_dir()
+        if not root:
+            raise ValueError(f"DATA.PATH_TO_DATA_DIR is empty: set it to the dataset folder ({split}.csv or "
+                             f"{split}/<class>/<video> folders)")
+        self.paths, self.labels, self.class_names = list_videos(cfg, split, root=root)
+        self.index_summary = None
+        if cfg.DATA.VALIDITY_FILTER:
+            valid, self.index_summary = _validity_index(cfg, self.paths, split, root, self.need_audio)
+            if not valid:
+                raise ValueError(f"{root} ({split}): none of the {len(self.paths)} listed videos can give a clip "
+                                 f"({self.index_summary}); see the log for examples")
+            self.paths = [self.paths[i] for i in valid]
+            self.labels = [self.labels[i] for i in valid]
         if max_videos:
             self.paths, self.labels = self.paths[:max_videos], self.labels[:max_videos]
         self.views = views_for_hypothesis(cfg.GDT.HYPOTHESIS)
-        self.need_audio = sample_type in ("gdt", "stica") and cfg.AUDIO.ENABLE
         self._warned = set()
         logger.info("%s %s: %d videos, %s samples, %d clips per video", type(self).__name__, split,
                     len(self.paths), sample_type, self.clips_per_video)
@@ -125,12 +159,6 @@ class AudioVisualDataset(torch.utils.data.Dataset):
     # -------------------------------------------------------------------------------------------------------------
     def data_dir(self):
         return self.cfg.DATA.PATH_TO_DATA_DIR
-
-    def _list_file(self):
-        d = self.data_dir()
-        if not d:
-            raise ValueError(f"DATA.PATH_TO_DATA_DIR is empty: set it to the folder holding {_SPLIT_FILES[self.split]}")
-        return os.path.join(d, _SPLIT_FILES[self.split])
 
     @property
     def num_videos(self):

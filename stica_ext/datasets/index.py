@@ -304,8 +304,11 @@ def _read_class_names_file(path) -> List[str]:
 def _list_folders(opts, split):
     split_dir = _require_split_dir(opts, split)
     # Folders of other splits (e.g. "val" inside a root that is itself the training split) are not classes.
-    others = {os.path.abspath(d) for s in set(DEFAULT_SPLIT_NAMES) | set(opts.split_dirs) if s != split
-              for d in [_find_split_dir(opts, s)] if d is not None and os.path.abspath(d) != os.path.abspath(split_dir)}
+    others = set()
+    for other in set(DEFAULT_SPLIT_NAMES) | set(opts.split_dirs):
+        d = _find_split_dir(opts, other) if other != split else None
+        if d is not None and os.path.abspath(d) != os.path.abspath(split_dir):
+            others.add(os.path.abspath(d))
     classes = _class_dirs(split_dir, others)
     if opts.class_names_file:
         class_names = _read_class_names_file(opts.class_names_file)
@@ -610,7 +613,7 @@ def _load_cache_file(path) -> Dict[str, dict]:
     try:
         with open(path, "rb") as f:
             raw = f.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return {}
     except OSError as e:
         logger.warning("cannot read video index %s (%s); ignoring it", path, e)
@@ -773,7 +776,8 @@ class _Progress:
         if not self.enabled:
             return
         now = time.time()
-        msg = f"[video index{' ' + self.name if self.name else ''}] probed {done}/{self.total} ({now - self.start:.1f} s)"
+        label = f"video index {self.name}" if self.name else "video index"
+        msg = f"[{label}] probed {done}/{self.total} ({now - self.start:.1f} s)"
         if self.tty:
             if done == self.total or now - self.last >= 0.2:
                 self.last = now

@@ -73,6 +73,7 @@ from ..registry import DATASET_REGISTRY, register_as
 from ..utils.io import PathManager, read_text_lines
 from . import transforms as T
 from .decoder import DecodeError, decode_clips
+from .transforms import random_resized_crop_box
 
 logger = logging.getLogger(__name__)
 
@@ -281,33 +282,6 @@ def select_fold(dataset, root, annotation_dir, fold, split, skip_missing=False):
 # -------------------------------------------------------------------------------------------------------------------
 # Transforms (on 3 x T x H x W float clips)
 # -------------------------------------------------------------------------------------------------------------------
-def random_resized_crop_box(h, w, scale, ratio, rng, attempts=10):
-    """Box ``(y0, x0, ch, cw)`` of a RandomResizedCrop on an ``h x w`` frame.
-
-    Up to ``attempts`` draws of an area fraction ``U(scale)`` and a log-uniform aspect ratio ``w/h`` in ``ratio``
-    (``cw = round(sqrt(area * r))``, ``ch = round(sqrt(area / r))``); the first box that fits is placed uniformly
-    over every valid offset ``0 .. h - ch`` / ``0 .. w - cw`` (both ends included). Fallback: the largest centred
-    box whose aspect ratio is clamped to ``ratio``.
-    """
-    area = h * w
-    log_r = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(attempts):
-        target = area * rng.uniform(scale[0], scale[1])
-        r = math.exp(rng.uniform(*log_r))
-        cw = int(round(math.sqrt(target * r)))
-        ch = int(round(math.sqrt(target / r)))
-        if 0 < cw <= w and 0 < ch <= h:
-            return rng.randint(0, h - ch), rng.randint(0, w - cw), ch, cw
-    in_ratio = w / h
-    if in_ratio < min(ratio):
-        cw, ch = w, int(round(w / min(ratio)))
-    elif in_ratio > max(ratio):
-        ch, cw = h, int(round(h * max(ratio)))
-    else:
-        ch, cw = h, w
-    return (h - ch) // 2, (w - cw) // 2, ch, cw
-
-
 def uniform_crop_box(h, w, size, spatial_idx):
     """Box ``(y0, x0, size, size)`` of the deterministic test crop ``spatial_idx`` (0 / 1 / 2 = left / centre /
     right when ``w > h``, top / centre / bottom when ``h > w``; the centre offset is ``ceil((L - size) / 2)``), the

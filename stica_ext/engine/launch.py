@@ -344,9 +344,9 @@ def plan_launch(cfg, init_method=None, env=None):
         started = info["local_world_size"]
         where = (f"LOCAL_WORLD_SIZE={started}" if source == "torchrun"
                  else f"{started} SLURM task(s) per node")
-        if (cfg.NUM_SHARDS, cfg.SHARD_ID) not in ((1, 0), (info["num_nodes"], info["node_rank"])):
-            logger.warning("%s describes %d machine(s), this one #%d: overriding NUM_SHARDS=%d / SHARD_ID=%d",
-                           source, info["num_nodes"], info["node_rank"], cfg.NUM_SHARDS, cfg.SHARD_ID)
+        if cfg.NUM_SHARDS not in (1, info["num_nodes"]):
+            logger.warning("%s describes %d machine(s): overriding NUM_SHARDS=%d", source, info["num_nodes"],
+                           cfg.NUM_SHARDS)
         if started == per_machine:
             _check_batches(cfg, info["world_size"], f"{source}: {info['world_size']} processes")
             init = ("env://" if source == "torchrun"

@@ -7,6 +7,7 @@ from .heads import MLPHead, build_head
 from .r2plus1d import R2Plus1D, midplanes, r2plus1d_18, r2plus1d_34
 from .stica import STiCA  # noqa: F401  (registers STiCA)
 from .text import TextEncoder, TextVidGDT  # noqa: F401  (registers TextVidGDT)
+from .classifier import VideoClassifier  # noqa: F401  (registers VideoClassifier)
 
 __all__ = [
     "AudioResNet",

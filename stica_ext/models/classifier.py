@@ -12,8 +12,8 @@ Modules (state_dict prefixes):
 * ``pooling``: :class:`~stica_ext.models.pooling.GlobalAvgPool` (``FINETUNE.POOLING: gap``, GDT) or the STiCA video
   pooling (``FINETUNE.POOLING: stica``: global average pooling for ``STICA.NUM_LAYERS 0``, else the temporal
   transformer described by the ``STICA`` keys) -> ``B x C``;
-* ``bn`` (``FINETUNE.USE_BN``, ``BatchNorm1d(C)``), L2-normalisation (``FINETUNE.L2_NORM``), ``dropout``
-  (``MODEL.DROPOUT_RATE``) -- all off in the reference recipe;
+* L2-normalisation (``FINETUNE.L2_NORM``), ``dropout`` (``MODEL.DROPOUT_RATE``), ``bn`` (``FINETUNE.USE_BN``,
+  ``BatchNorm1d(C)``), in this order -- all off in the reference recipe;
 * ``classifier``: ``Linear(C, num_classes)``, orthogonal weight (gain 1), zero bias.
 
 Pretrained weights (:func:`load_pretrained_backbone`): the video backbone of a GDT / STiCA / video-text checkpoint
@@ -24,7 +24,6 @@ initialisation. A checkpoint of this classifier itself (``backbone.*`` keys) is 
 
 import logging
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -128,17 +127,19 @@ class VideoClassifier(nn.Module):
         return self.forward_features(video)
 
     def forward_head(self, feats):
-        """Pooled features ``B x feat_dim`` -> logits ``B x num_classes``."""
-        if self.bn is not None:
-            feats = self.bn(feats)
+        """Pooled features ``B x feat_dim`` -> (L2-norm, dropout, BN) -> logits ``B x num_classes``."""
         if self.l2_norm:
             feats = F.normalize(feats, p=2, dim=1)
         if self.dropout is not None:
             feats = self.dropout(feats)
+        if self.bn is not None:
+            feats = self.bn(feats)
         return self.classifier(feats)
 
     def forward(self, x):
-        """``x``: a list with one pathway ``[B x 3 x T x H x W]`` (PySlowFast) or the tensor itself."""
+        """``x``: a list with one pathway ``[B x 3 x T x H x W]`` (PySlowFast) or the tensor itself -> raw logits
+        ``B x num_classes`` in training and evaluation (no softmax: PySlowFast heads apply one at test time; here
+        the evaluation aggregates views by ``DATA.ENSEMBLE_METHOD``)."""
         if isinstance(x, (list, tuple)):
             if len(x) != 1:
                 raise ValueError(f"VideoClassifier takes one pathway, got {len(x)}")
@@ -183,10 +184,17 @@ def load_pretrained_backbone(model, path, checkpoint_type="pytorch"):
     except ValueError as e:
         raise ValueError(f"checkpoint {path}: {e}") from None
     if any(k.startswith("backbone.") for k in state):
-        return load_weights_from_cfg(target, path, checkpoint_type, strict_prefixes=("",))
+        return load_weights_from_cfg(target, ckpt, checkpoint_type, strict_prefixes=("",), source=path)
+    head = tuple(f"{name}." for name in ("classifier", "bn") if getattr(target, name, None) is not None)
     pmap, strict = pretrained_prefix_map(target)
     if "video_pooling." not in strict and any(k.startswith("video_pooling.") for k in state):
         logger.warning("checkpoint %s has a pretrained video pooling (video_pooling.*) but the classifier uses %s "
                        "pooling; set FINETUNE.POOLING stica and the STICA pooling keys to use it", path,
                        "global average" if target.pooling_type == "gap" else "parameter-free")
-    return load_weights_from_cfg(target, path, checkpoint_type, strict_prefixes=strict, prefix_map=pmap)
+    report = load_weights_from_cfg(target, ckpt, checkpoint_type, strict_prefixes=strict, prefix_map=pmap,
+                                   source=path, log_report=False)
+    # the new head is expected to be missing; anything else unmatched deserves a warning
+    expected = not report.unexpected and not report.mismatched and all(k.startswith(head) for k in report.missing)
+    (logger.info if expected else logger.warning)("%s%s", report,
+                                                  "\n  (the head is new: initialised, not loaded)" if expected else "")
+    return report

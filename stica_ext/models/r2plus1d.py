@@ -24,7 +24,24 @@ __all__ = [
     "stem_midplanes",
     "r2plus1d_18",
     "r2plus1d_34",
+    "TemporalConv3d",
 ]
+
+
+class TemporalConv3d(nn.Conv3d):
+    """``nn.Conv3d`` for the ``3x1x1`` temporal convolutions (same parameters and state-dict names).
+
+    Works around a CPU kernel fault: under ``torch.autocast("cpu", dtype=torch.bfloat16)`` the weight gradient of
+    a temporal conv (kernel 3, padding 1, stride 1) over a clip of exactly 2 feature frames comes back as
+    inf / NaN for 16 or more channels (measured with torch 2.13). Those few small convolutions run in float32 on
+    the CPU; every other case (and every GPU case) is an ordinary ``Conv3d``.
+    """
+
+    def forward(self, x):
+        if x.device.type == "cpu" and x.shape[2] == 2 and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
 
 
 def midplanes(in_planes, out_planes):
@@ -54,7 +71,7 @@ class Conv2Plus1D(nn.Sequential):
                       padding=(0, 1, 1), bias=False),
             nn.BatchNorm3d(mid_planes),
             nn.ReLU(inplace=True),
-            nn.Conv3d(mid_planes, out_planes, kernel_size=(3, 1, 1), stride=(stride, 1, 1),
+            TemporalConv3d(mid_planes, out_planes, kernel_size=(3, 1, 1), stride=(stride, 1, 1),
                       padding=(1, 0, 0), bias=False),
         )
 
@@ -104,7 +121,7 @@ class R2Plus1D(nn.Module):
             nn.Conv3d(in_channels, stem_mid, kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
             nn.BatchNorm3d(stem_mid),
             nn.ReLU(inplace=True),
-            nn.Conv3d(stem_mid, width, kernel_size=(3, 1, 1), stride=1, padding=(1, 0, 0), bias=False),
+            TemporalConv3d(stem_mid, width, kernel_size=(3, 1, 1), stride=1, padding=(1, 0, 0), bias=False),
             nn.BatchNorm3d(width),
             nn.ReLU(inplace=True),
         )

@@ -146,6 +146,11 @@ def _group_size(group):
     return dist.get_world_size(group) if is_dist() else 1
 
 
+def _compute_dtype(x):
+    """``x`` in the precision the statistics are computed in: float32 for half / bfloat16, else its own dtype."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 class _SyncBatchNormFn(torch.autograd.Function):
     """Batch normalisation with statistics over the union of the batches of all processes of ``group``.
 
@@ -162,7 +167,7 @@ class _SyncBatchNormFn(torch.autograd.Function):
     def forward(ctx, x, weight, bias, eps, group):
         c = x.shape[1]
         dims = [0] + list(range(2, x.dim()))
-        xf = x.float()
+        xf = _compute_dtype(x)
         n_local = xf.numel() // c if c else 0
         if n_local > 0:
             var_l, mean_l = torch.var_mean(xf, dim=dims, correction=0)
@@ -181,14 +186,14 @@ class _SyncBatchNormFn(torch.autograd.Function):
                              f"size {list(x.shape)} and {int(total)} values per channel in total")
         mean = (counts * means).sum(0) / total
         var = (m2s + counts * (means - mean) ** 2).sum(0) / total
-        mean, var = mean.float(), var.float()
+        mean, var = mean.to(xf.dtype), var.to(xf.dtype)
         invstd = torch.rsqrt(var + eps)
         shape = [1, c] + [1] * (x.dim() - 2)
         y = (xf - mean.view(shape)) * invstd.view(shape)
         if weight is not None:
-            y = y * weight.float().view(shape)
+            y = y * weight.to(xf.dtype).view(shape)
         if bias is not None:
-            y = y + bias.float().view(shape)
+            y = y + bias.to(xf.dtype).view(shape)
         ctx.save_for_backward(x, weight, mean, invstd)
         ctx.total = float(total)
         ctx.group = group
@@ -202,8 +207,8 @@ class _SyncBatchNormFn(torch.autograd.Function):
         c = x.shape[1]
         dims = [0] + list(range(2, x.dim()))
         shape = [1, c] + [1] * (x.dim() - 2)
-        dyf = dy.float()
-        xhat = (x.float() - mean.view(shape)) * invstd.view(shape)
+        dyf = dy.to(mean.dtype)
+        xhat = (x.to(mean.dtype) - mean.view(shape)) * invstd.view(shape)
         sum_dy = dyf.sum(dims)
         sum_dy_xhat = (dyf * xhat).sum(dims)
         grad_x = grad_w = grad_b = None
@@ -216,7 +221,7 @@ class _SyncBatchNormFn(torch.autograd.Function):
             dist.all_reduce(both, group=ctx.group)
             both = both.to(x.device)
             g_dy, g_dy_xhat = both[:c] / ctx.total, both[c:] / ctx.total
-            scale = invstd if weight is None else invstd * weight.float()
+            scale = invstd if weight is None else invstd * weight.to(invstd.dtype)
             grad_x = (scale.view(shape) * (dyf - g_dy.view(shape) - xhat * g_dy_xhat.view(shape))).to(x.dtype)
         return grad_x, grad_w, grad_b, None, None
 
