@@ -5,17 +5,23 @@ are built on the ``meta`` device only.
 """
 
 import csv
+import glob
 import json
+import math
 import os
 import random
 import shutil
+import subprocess
+import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from stica_ext.config import get_cfg
+from stica_ext.config import ConfigError, assert_and_infer_cfg, get_cfg, load_config
 from stica_ext.datasets import build_dataset
 from stica_ext.datasets.howto100m import (
     CaptionStore,
@@ -33,9 +39,13 @@ from stica_ext.datasets.howto_fixture import fixture_overrides, make_howto_fixtu
 from stica_ext.datasets.synthetic import generate_clip, write_av_file
 from stica_ext.losses.gdt import GDTNCELoss
 from stica_ext.models import build_model
+from stica_ext.models.classifier import VideoClassifier, load_pretrained_backbone
 from stica_ext.models.text import TextEncoder, TextVidGDT
+from stica_ext.models.weights import load_pretrained
 from stica_ext.registry import DATASET_REGISTRY, MODEL_REGISTRY
+from stica_ext.utils.logging import parse_json_stats
 
+ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 A3 = "state_dict_textvid_gdt_mlp.txt"
 CLIP_FRAMES, CLIP_FPS = 8, 16  # 0.5 s clips in the tests
@@ -530,3 +540,269 @@ def test_collated_batch_through_model_and_gdt_loss(fx):
     assert torch.equal(zt[:, 0], zt[:, 1]) and torch.equal(zt[:, 2], zt[:, 3])  # TR == T
     assert not torch.equal(zv[:, 0], zv[:, 1])  # reversal changes the video embedding
     assert not torch.equal(zt[:, 0], zt[:, 2])  # the shifted caption is another caption
+
+
+def test_caption_json_entry_with_a_single_caption(tmp_path):
+    """A caption.json entry may hold scalars for a one-caption video; a bare string is one caption, not a list of
+    characters."""
+    path = tmp_path / "caption.json"
+    path.write_text(json.dumps({"a": {"start": 1.5, "end": 2.25, "text": "a red circle"},
+                                "b": {"start": [0.5], "end": [1.0], "text": ["hello"]},
+                                "c": {"start": [0.5, 1.0], "end": [1.0, 2.0], "text": "two starts, one text"}}))
+    store = CaptionStore(caption_json=str(path))
+    a = store.get("a")
+    assert a.start.tolist() == [1.5] and a.end.tolist() == [2.25] and a.text == ("a red circle",)
+    assert store.get("b").text == ("hello",)
+    with pytest.raises(UnusableVideo, match="different lengths"):
+        store.get("c")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TEXT config validation and the shipped video-text configs
+# ---------------------------------------------------------------------------------------------------------------
+
+HT100M_FILES = sorted(glob.glob(str(ROOT / "configs" / "GDT" / "HT100M_*.yaml")))
+HT100M_H = {h: str(ROOT / "configs" / "GDT" / f"HT100M_VT_R2plus1D_18_H{h}.yaml") for h in range(1, 10)}
+DEMO_CFG = str(ROOT / "configs" / "GDT" / "SYNTH_VT_demo.yaml")
+PRETRAIN_HT = ["TRAIN.DATASET", "howto100m", "MODEL.MODEL_NAME", "TextVidGDT", "TEST.ENABLE", "False",
+               "TEXT.VIDEO_ROOT", "v", "TEXT.CAPTION_ROOT", "c", "TEXT.DICT_PATH", "dict.npy", "TEXT.WORD2VEC_PATH",
+               "w.pth"]
+
+
+@pytest.mark.parametrize("opts, key", [
+    (["TEXT.MAX_WORDS", "0"], "TEXT.MAX_WORDS"),
+    (["TEXT.MIN_TIME", "-1.0"], "TEXT.MIN_TIME"),
+    (["TEXT.MIN_TIME", "nan"], "TEXT.MIN_TIME"),
+    (["TEXT.CAPTION_CACHE_SIZE", "-2"], "TEXT.CAPTION_CACHE_SIZE"),
+    (["TEXT.VOCAB_SIZE", "0"], "TEXT.VOCAB_SIZE"),
+    (["TEXT.HIDDEN_DIM", "0"], "TEXT.HIDDEN_DIM"),
+    (["TEXT.VIDEO_NORMALIZE", "zscore"], "TEXT.VIDEO_NORMALIZE"),
+    (["TEXT.VIDEO_EXT", "mp4"], "TEXT.VIDEO_EXT"),
+    # pretraining on howto100m data: the model, the loss and every path it reads
+    (PRETRAIN_HT + ["MODEL.MODEL_NAME", "GDT"], "MODEL.MODEL_NAME"),
+    (PRETRAIN_HT + ["MODEL.LOSS_FUNC", "stica_nce"], "MODEL.LOSS_FUNC"),
+    (PRETRAIN_HT + ["TEXT.VIDEO_ROOT", ""], "TEXT.VIDEO_ROOT"),
+    (PRETRAIN_HT + ["TEXT.CAPTION_ROOT", ""], "TEXT.CAPTION_ROOT"),
+    (PRETRAIN_HT + ["TEXT.DICT_PATH", ""], "TEXT.DICT_PATH"),
+    (PRETRAIN_HT + ["TEXT.WORD2VEC_PATH", ""], "TEXT.WORD2VEC_PATH"),
+    (PRETRAIN_HT + ["DATA.TARGET_FPS", "0"], "DATA.TARGET_FPS"),
+    (PRETRAIN_HT + ["TEST.ENABLE", "True"], "TEST.ENABLE"),  # the probe after pretraining would need labels
+])
+def test_text_config_errors_name_the_key(opts, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        assert_and_infer_cfg(load_config(opts=opts))
+
+
+def test_text_paths_are_only_required_to_pretrain_on_howto100m():
+    ok = assert_and_infer_cfg(load_config(opts=PRETRAIN_HT))
+    assert ok.TEXT.VIDEO_ROOT == "v"
+    # either half of each alternative is enough (a video list alone; caption.json alone)
+    assert_and_infer_cfg(load_config(opts=PRETRAIN_HT + ["TEXT.VIDEO_ROOT", "", "TEXT.VIDEO_LIST", "l.csv",
+                                                         "TEXT.CAPTION_ROOT", "", "TEXT.CAPTION_JSON", "c.json"]))
+    no_paths = PRETRAIN_HT[:6]
+    with pytest.raises(ConfigError, match="TEXT.VIDEO_ROOT"):
+        assert_and_infer_cfg(load_config(opts=no_paths))
+    assert_and_infer_cfg(load_config(opts=no_paths + ["TRAIN.ENABLE", "False"]))  # nothing is trained
+    assert_and_infer_cfg(load_config(opts=no_paths + ["TASK", "linear_probe"]))  # probing a video-text checkpoint
+    # the model alone (finetuning / probing / benchmarking its video branch) needs no text file
+    assert_and_infer_cfg(load_config(opts=["MODEL.MODEL_NAME", "TextVidGDT"]))
+    assert_and_infer_cfg(load_config(opts=["TEXT.MIN_TIME", "0.0"]))  # 0 = no widening
+
+
+def test_recipe_configs_follow_spec_6_2():
+    names = {os.path.basename(f) for f in HT100M_FILES}
+    assert names == {"HT100M_VT_R2plus1D_18_base.yaml"} | {os.path.basename(f) for f in HT100M_H.values()}
+    outputs = set()
+    for h in range(1, 10):
+        cfg = assert_and_infer_cfg(load_config(cfg_files=[HT100M_H[h]]))
+        assert cfg.GDT.HYPOTHESIS == str(h)
+        outputs.add(cfg.OUTPUT_DIR)
+        procs = cfg.NUM_GPUS * cfg.NUM_SHARDS
+        assert (cfg.TASK, cfg.TRAIN.DATASET, cfg.MODEL.MODEL_NAME, cfg.MODEL.ARCH) == \
+            ("ssl_pretrain", "howto100m", "TextVidGDT", "r2plus1d_18")
+        assert procs == 64 and cfg.TRAIN.BATCH_SIZE == 12 * procs  # 12 clips per GPU, global batch
+        d = cfg.DATA
+        assert (d.NUM_FRAMES, d.SAMPLING_RATE, d.TARGET_FPS, d.TRAIN_CROP_SIZE) == (30, 1, 16, 112)
+        assert d.NUM_FRAMES * d.SAMPLING_RATE / d.TARGET_FPS == 1.875
+        t = cfg.TEXT
+        assert (t.MAX_WORDS, t.MIN_TIME, t.VIDEO_NORMALIZE, t.WORD_DIM, t.HIDDEN_DIM) == (20, 4.0, "none", 300, 2048)
+        assert t.MASK_PADDING is False and t.VOCAB_SIZE == 66250
+        assert t.VIDEO_ROOT and t.CAPTION_ROOT and t.DICT_PATH.endswith("dict.npy")
+        assert t.WORD2VEC_PATH.endswith("word2vec.pth")
+        g = cfg.GDT
+        assert (g.EMBED_DIM, g.USE_MLP, g.MLP_HIDDEN_DIM, g.MLP_DROPOUT, g.TEMPERATURE) == (256, True, 512, 0.3, 0.07)
+        s = cfg.SOLVER
+        assert (s.OPTIMIZING_METHOD, s.BASE_LR, s.MOMENTUM, s.NESTEROV, s.WEIGHT_DECAY) == ("sgd", 0.01, 0.9, False,
+                                                                                             1e-5)
+        assert (s.LR_POLICY, s.WARMUP_EPOCHS, s.WARMUP_MULTIPLIER, s.MAX_EPOCH) == ("gdt_epoch_warmup", 10.0, -1.0,
+                                                                                     201)
+        assert cfg.BN.GLOBAL_SYNC and not cfg.TEST.ENABLE and not cfg.AUDIO.ENABLE
+    assert len(outputs) == 9
+
+
+def test_demo_config_points_at_the_fixture_generator_layout():
+    cfg = assert_and_infer_cfg(load_config(cfg_files=[DEMO_CFG]))
+    assert (cfg.NUM_GPUS, cfg.TRAIN.DATASET, cfg.MODEL.MODEL_NAME, cfg.TEST.DATASET) == \
+        (0, "howto100m", "TextVidGDT", "synthetic_av")
+    root = "output/howto_fixture"
+    fx = {"video_list": f"{root}/videos.csv", "video_root": f"{root}/videos", "caption_root": f"{root}/captions",
+          "dict_path": f"{root}/dict.npy", "word2vec_path": f"{root}/word2vec.pth"}
+    over = dict(zip(*[iter(fixture_overrides(fx))] * 2))
+    assert all(cfg.TEXT[k.split(".")[1]] == v for k, v in over.items())  # what make_howto_fixture.py writes
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pretraining from the command line, and the checkpoint it writes
+# ---------------------------------------------------------------------------------------------------------------
+
+TINY_CLI = ["NUM_GPUS", "0", "NUM_SHARDS", "1", "TRAIN.BATCH_SIZE", "2", "TEST.BATCH_SIZE", "2", "TEST.ENABLE",
+            "False", "DATA_LOADER.NUM_WORKERS", "0", "DATA_LOADER.PIN_MEMORY", "False", "LOG_PERIOD", "1",
+            "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
+            "RESNET.WIDTH_PER_GROUP", "4", "GDT.EMBED_DIM", "16", "TEXT.HIDDEN_DIM", "32", "SOLVER.MAX_EPOCH", "1"]
+
+
+def run_net(cfg_file, out_dir, *opts):
+    env = dict(os.environ, STICA_EXT_NO_SLOWFAST="1", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, str(ROOT / "tools" / "run_net.py"), "--cfg", cfg_file, *TINY_CLI, "OUTPUT_DIR",
+           str(out_dir), *opts]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=str(ROOT))
+
+
+@pytest.fixture(scope="module")
+def cli_runs(fx, tmp_path_factory):
+    """One-epoch pretraining runs of tools/run_net.py on the fixture (4 videos, batch 2): the CPU demo config
+    (hypothesis 1, one view) and the HowTo100M recipe for hypothesis 7 (four views) shrunk on the command line."""
+    runs = {}
+    for name, cfg_file in (("demo", DEMO_CFG), ("h7", HT100M_H[7])):
+        out = tmp_path_factory.mktemp(f"cli_{name}")
+        r = run_net(cfg_file, out, *fixture_overrides(fx, use_json=name == "h7"))
+        assert r.returncode == 0, r.stderr[-4000:]
+        runs[name] = out
+    return runs
+
+
+@pytest.mark.parametrize("name,blocks", [("demo", {"loss/base1-orig"}),
+                                         ("h7", {"loss/base-orig-rev", "loss/inv-orig-rev", "loss/inv-shift-shift_rev",
+                                                 "loss/var-orig-shift", "loss/var-rev-shift_rev"})])
+def test_command_line_pretrain_writes_a_released_layout_checkpoint(fx, cli_runs, name, blocks):
+    from stica_ext.engine import checkpoint as cu
+
+    out = cli_runs[name]
+    path = cu.checkpoint_path(str(out), 1)
+    assert os.path.exists(path)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    state = ckpt["model_state"]
+    assert list(state) == [k for k, _, _ in read_fixture(A3)]  # the 241 names of spec A.3, in order
+    vectors = torch.load(fx["word2vec_path"], weights_only=True)
+    assert torch.equal(state["text_network.word_embd.weight"], vectors)  # read from word2vec.pth, and frozen
+    assert state["text_network.fc1.weight"].shape == (32, 300)
+    assert state["mlp_t.block_forward.2.weight"].shape == (32, 32)  # TEXT.HIDDEN_DIM -> 512 * 4 / 64
+    assert state["mlp_t.block_forward.8.weight"].shape == (16, 32)  # -> GDT.EMBED_DIM
+
+    with open(out / "log.txt") as f:
+        stats = parse_json_stats(f)
+    iters = [s for s in stats if s["_type"] == "train_iter"]
+    epochs = [s for s in stats if s["_type"] == "train_epoch"]
+    assert len(iters) == 2 and all(math.isfinite(s["loss"]) for s in iters)
+    assert len(epochs) == 1 and epochs[0]["epoch"] == "1/1" and epochs[0]["skipped_videos"] == 0
+    assert math.isfinite(epochs[0]["loss"]) and epochs[0]["loss"] > 0
+    assert {k for k in epochs[0] if k.startswith("loss/")} == blocks
+
+
+def test_command_line_checkpoint_loads_as_a_released_file(fx, cli_runs, tmp_path):
+    """The run's weights saved in the released GDT layout (``{"model": state_dict, "epoch"}``, spec 2.1) load
+    through the checkpoint loader: fully into TextVidGDT, and the video backbone strictly into the finetuning
+    classifier."""
+    from stica_ext.engine import checkpoint as cu
+
+    state = torch.load(cu.checkpoint_path(str(cli_runs["h7"]), 1), weights_only=True)["model_state"]
+    released = tmp_path / "gdt_HT100M.pth"
+    torch.save({"model": OrderedDict(state), "epoch": 201, "optimizer": {"state": {}, "param_groups": []}}, released)
+    model = TextVidGDT(width=4, embed_dim=16, mlp_hidden_dim=32, text_hidden_dim=32,
+                       vocab_size=len(fx["words"]) + 1)
+    report = load_pretrained(model, str(released), checkpoint_type="gdt", strict_prefixes=("",))
+    assert report.all_matched and len(report.loaded) == 241 and report.epoch == 201
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+    clf = VideoClassifier(num_classes=5, width=4)
+    report = load_pretrained_backbone(clf, str(released), "gdt")
+    assert len([k for k in report.loaded if k.startswith("backbone.")]) == 222
+    assert {k.split(".")[0] for k in report.missing} == {"classifier"}
+    assert torch.equal(clf.backbone.stem[0].weight, state["video_network.base.stem.0.weight"])
+
+
+def test_probe_of_the_demo_checkpoint_on_labelled_videos(cli_runs, synth_dir, tmp_path):
+    """The demo's second step: a linear probe of the video-text checkpoint's video network on labelled videos
+    (TASK linear_probe, TRAIN.DATASET synthetic_av); the text files are not needed for it."""
+    from stica_ext.engine import checkpoint as cu
+    from stica_ext.engine import run_task
+
+    ckpt = cu.checkpoint_path(str(cli_runs["demo"]), 1)
+    cfg = load_config(cfg_files=[DEMO_CFG], opts=TINY_CLI + [
+        "TASK", "linear_probe", "TEST.ENABLE", "True", "TRAIN.DATASET", "synthetic_av", "DATA.PATH_TO_DATA_DIR",
+        synth_dir, "TRAIN.CHECKPOINT_FILE_PATH", ckpt, "OUTPUT_DIR", str(tmp_path), "AUDIO.SAMPLE_RATE", "16000",
+        "LINEAR.EPOCHS", "2", "LINEAR.TRAIN_CLIPS_PER_VIDEO", "1", "TEST.NUM_ENSEMBLE_VIEWS", "1",
+        "TEXT.WORD2VEC_PATH", str(tmp_path / "absent.pth"), "TEXT.DICT_PATH", str(tmp_path / "absent.npy")])
+    results = run_task(assert_and_infer_cfg(cfg))
+    assert [r["model"] for r in results] == ["pretrained", "random init"]
+    assert results[0]["checkpoint"] == ckpt and 0.0 <= results[0]["video_top1"] <= 100.0
+    assert json.loads((tmp_path / "linear_probe.json").read_text())[0]["model"] == "pretrained"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The objective with a bag-of-words text encoder: reversal is degenerate on the text side
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _views(seed, n=6, dim=16, degenerate=True):
+    g = torch.Generator().manual_seed(seed)
+    e = [F.normalize(torch.randn(n, dim, generator=g), dim=1) for _ in range(7)]
+    v, vr, t, v2, v2r, t2, tr = e
+    if degenerate:  # what the text encoder gives: the reversed caption has the caption's feature
+        tr = t
+    return {"orig": (v, t), "rev": (vr, tr), "shift": (v2, t2), "shift_rev": (v2r, t2)}
+
+
+def _swap_reversal(views):
+    """The same views with each clip exchanged for its time reversal (texts unchanged)."""
+    (v, t), (vr, tr), (v2, t2), (v2r, t2r) = (views[k] for k in ("orig", "rev", "shift", "shift_rev"))
+    return {"orig": (vr, t), "rev": (v, tr), "shift": (v2r, t2), "shift_rev": (v2, t2r)}
+
+
+@pytest.mark.parametrize("hypothesis", [2, 6])
+def test_reversal_variance_cannot_tell_time_direction_from_text(hypothesis):
+    """With T == TR the reversal-variance hypotheses give the same loss when every clip is exchanged for its
+    reversal, so they carry no signal about the direction of time (with a text whose reversal differed, they
+    would)."""
+    loss_fn = GDTNCELoss(hypothesis=hypothesis)
+    for seed in range(3):
+        views = _views(seed)
+        a, _ = loss_fn(views)
+        b, _ = loss_fn(_swap_reversal(views))
+        assert torch.allclose(a, b, atol=1e-5)
+        other = _views(seed, degenerate=False)
+        assert not torch.allclose(loss_fn(other)[0], loss_fn(_swap_reversal(other))[0], atol=1e-3)
+
+
+def test_reversal_variance_has_a_floor_with_bag_of_words_text():
+    """The video-query terms of a reversal-variance block hold T among the negatives while TR == T is the
+    positive: each is >= log 2, so the block (the mean of two video-query and two text-query terms) is
+    >= log(2) / 2 even for perfectly aligned embeddings."""
+    loss_fn = GDTNCELoss(hypothesis=2)
+    eye = torch.eye(6, 16)
+    aligned = {"orig": (eye, eye), "rev": (eye, eye)}
+    perfect, _ = loss_fn(aligned)
+    assert float(perfect) >= math.log(2) / 2 - 1e-6
+    for seed in range(3):
+        assert float(loss_fn({k: _views(seed)[k] for k in ("orig", "rev")})[0]) >= math.log(2) / 2
+    # a text encoder that did see the order could drive the same block to ~0
+    ortho = torch.eye(12, 16)
+    distinct = {"orig": (ortho[:6], ortho[:6]), "rev": (ortho[6:], ortho[6:])}
+    assert float(loss_fn(distinct)[0]) < 1e-3
+
+
+def test_reversal_invariance_reduces_to_matching_both_clips_to_the_caption():
+    """With T == TR the reversal-invariance block equals the plain cross-modal block over (V, VR): it only asks
+    the caption to match a clip and its reversal alike."""
+    _, stats = GDTNCELoss(hypothesis=3)(_views(0))
+    assert stats["loss/inv-orig-rev"] == pytest.approx(float(stats["loss/base-orig-rev"]), abs=1e-6)

@@ -198,6 +198,49 @@ def _assert_downstream(cfg, need):
          f"{r.NUM_ENSEMBLE_VIEWS} / {r.NUM_SPATIAL_CROPS}")
 
 
+# Values of TEXT.VIDEO_NORMALIZE (see stica_ext.datasets.howto100m).
+TEXT_VIDEO_NORMALIZE = ("none", "mean_std")
+
+
+def _assert_text(cfg, need):
+    """Checks of the TEXT node (video-text GDT): value ranges always; when the run pretrains on ``howto100m`` data,
+    the model / loss it needs and the data paths (non-empty; files are only opened by the dataset and the model)."""
+    t = cfg.TEXT
+    need(t.MAX_WORDS >= 1, f"TEXT.MAX_WORDS must be >= 1, got {t.MAX_WORDS}")
+    need(t.MIN_TIME >= 0 and t.MIN_TIME != float("inf"),
+         f"TEXT.MIN_TIME must be a finite number of seconds >= 0 (0 = no widening), got {t.MIN_TIME}")
+    need(t.CAPTION_CACHE_SIZE >= -1, f"TEXT.CAPTION_CACHE_SIZE must be >= -1 (-1 = all), got {t.CAPTION_CACHE_SIZE}")
+    for key in ("VOCAB_SIZE", "WORD_DIM", "HIDDEN_DIM"):
+        need(t[key] >= 1, f"TEXT.{key} must be >= 1, got {t[key]}")
+    need(t.VIDEO_NORMALIZE in TEXT_VIDEO_NORMALIZE,
+         f"TEXT.VIDEO_NORMALIZE must be one of {', '.join(TEXT_VIDEO_NORMALIZE)}, got {t.VIDEO_NORMALIZE!r}")
+    need(t.VIDEO_EXT.startswith(".") and len(t.VIDEO_EXT) > 1,
+         f"TEXT.VIDEO_EXT must be a file extension with its dot (e.g. '.mp4'), got {t.VIDEO_EXT!r}")
+    if not (cfg.TASK == "ssl_pretrain" and cfg.TRAIN.ENABLE and str(cfg.TRAIN.DATASET).lower() == "howto100m"):
+        return
+    need(cfg.MODEL.MODEL_NAME == "TextVidGDT",
+         f"TRAIN.DATASET howto100m gives (video, text) samples: MODEL.MODEL_NAME must be TextVidGDT, got "
+         f"{cfg.MODEL.MODEL_NAME!r}")
+    need(cfg.MODEL.LOSS_FUNC == "gdt_nce",
+         f"MODEL.MODEL_NAME TextVidGDT is trained with the GDT objective: MODEL.LOSS_FUNC must be gdt_nce, got "
+         f"{cfg.MODEL.LOSS_FUNC!r}")
+    need(cfg.DATA.TARGET_FPS > 0, f"DATA.TARGET_FPS must be > 0, got {cfg.DATA.TARGET_FPS}")
+    need(not cfg.TEST.ENABLE,
+         "TEST.ENABLE after ssl_pretrain runs a linear probe on TRAIN.DATASET, and howto100m has no labels: set "
+         "TEST.ENABLE False and probe the checkpoint afterwards with TASK linear_probe, TRAIN.DATASET <a labelled "
+         "dataset> and TRAIN.CHECKPOINT_FILE_PATH")
+    need(bool(t.VIDEO_LIST or t.VIDEO_ROOT),
+         "TRAIN.DATASET howto100m needs videos: set TEXT.VIDEO_ROOT (the video folder) and/or TEXT.VIDEO_LIST (a CSV "
+         "with a video_id or video_path column)")
+    need(bool(t.CAPTION_ROOT or t.CAPTION_JSON),
+         "TRAIN.DATASET howto100m needs captions: set TEXT.CAPTION_ROOT (one <video_id>.csv per video) or "
+         "TEXT.CAPTION_JSON (caption.json)")
+    need(bool(t.DICT_PATH), "TRAIN.DATASET howto100m needs a vocabulary: set TEXT.DICT_PATH (dict.npy)")
+    need(bool(t.WORD2VEC_PATH),
+         "TRAIN.DATASET howto100m needs the frozen word vectors: set TEXT.WORD2VEC_PATH (word2vec.pth, a V x "
+         "TEXT.WORD_DIM tensor whose row i + 1 is the vector of word i of TEXT.DICT_PATH)")
+
+
 def assert_and_infer_cfg(cfg):
     """Check that settings are consistent (errors name the keys) and fill in derived values. Returns ``cfg``."""
     def need(cond, msg):
@@ -271,6 +314,7 @@ def assert_and_infer_cfg(cfg):
          f"TEST.NUM_ENSEMBLE_VIEWS must be >= 1 and TEST.NUM_SPATIAL_CROPS 1 or 3, got "
          f"{cfg.TEST.NUM_ENSEMBLE_VIEWS} / {cfg.TEST.NUM_SPATIAL_CROPS}")
     _assert_downstream(cfg, need)
+    _assert_text(cfg, need)
     if cfg.MODEL.MODEL_NAME == "STiCA":  # STiCA crops, pooling and loss (spec 5, 8 items 4, 8, 18)
         s = cfg.STICA
         crops = {f"STICA.{k}": s[k]

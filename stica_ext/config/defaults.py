@@ -346,7 +346,7 @@ _C.TEXT.WORD_DIM = 300
 _C.TEXT.HIDDEN_DIM = 2048
 # Tokens per caption (truncated / zero-padded).
 _C.TEXT.MAX_WORDS = 20
-# Captions shorter than this (s) are widened symmetrically to it (clamped at 0).
+# Captions shorter than this (s) are widened symmetrically to it (clamped at 0); 0 = no widening.
 _C.TEXT.MIN_TIME = 4.0
 # Video normalisation: "none" (pixels / 255, the reference) or "mean_std" ((x / 255 - DATA.MEAN) / DATA.STD).
 _C.TEXT.VIDEO_NORMALIZE = "none"

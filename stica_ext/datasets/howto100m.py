@@ -63,7 +63,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..config import VIEW_ORDER, views_for_hypothesis
+from ..config import TEXT_VIDEO_NORMALIZE, VIEW_ORDER, views_for_hypothesis
 from ..registry import DATASET_REGISTRY, register_as
 from ..utils.io import PathManager
 from . import decoder as _dec
@@ -92,7 +92,7 @@ logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 _WORD_RE = re.compile(r"[\w']+")
-_NORMALIZE_CHOICES = ("none", "mean_std")
+_NORMALIZE_CHOICES = TEXT_VIDEO_NORMALIZE
 
 
 class UnusableVideo(RuntimeError):
@@ -184,6 +184,8 @@ class Captions:
     def from_lists(cls, start, end, text, source="captions"):
         start = np.asarray(start, dtype=np.float64).reshape(-1)
         end = np.asarray(end, dtype=np.float64).reshape(-1)
+        if isinstance(text, str) or text is None:  # one caption given as scalars, not a list of characters
+            text = [text]
         text = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in text]
         if not len(start) == len(end) == len(text):
             raise UnusableVideo(f"{source}: start / end / text have different lengths "
@@ -500,11 +502,16 @@ class Howto100mDataset(torch.utils.data.Dataset):
         cfg: the config (``TEXT.*``, ``DATA.{NUM_FRAMES, SAMPLING_RATE, TARGET_FPS, TRAIN_CROP_SIZE, MEAN, STD,
             NUM_RETRIES}``, ``GDT.HYPOTHESIS``, ``RNG_SEED``).
         split: ``"train"``, ``"val"`` or ``"test"``; all use the same video list (only pretraining samples exist).
+        sample_type: the sample layout the trainer asks for (:func:`stica_ext.datasets.av_dataset.ssl_sample_type`);
+            only ``"gdt"`` (the four-view layout) exists for video-text data.
     """
 
-    def __init__(self, cfg, split="train"):
+    def __init__(self, cfg, split="train", sample_type="gdt"):
         if split not in ("train", "val", "test"):
             raise ValueError(f"split must be train, val or test, got {split!r}")
+        if sample_type != "gdt":
+            raise ValueError(f"the howto100m dataset only gives GDT (video, text) samples, not {sample_type!r} "
+                             f"samples (MODEL.MODEL_NAME {cfg.MODEL.MODEL_NAME}); use MODEL.MODEL_NAME TextVidGDT")
         t, d = cfg.TEXT, cfg.DATA
         if t.VIDEO_NORMALIZE not in _NORMALIZE_CHOICES:
             raise ValueError(f"TEXT.VIDEO_NORMALIZE must be one of {_NORMALIZE_CHOICES}, got {t.VIDEO_NORMALIZE!r}")

@@ -33,9 +33,16 @@ positions before the max.
 Reversal on the text side is degenerate. A max over the word axis does not depend on the word order, so the
 "reversed" caption (token vector flipped, padding moved to the front) has a feature bit-identical to the original
 one, in both padding modes. Consequences for the GDT hypotheses with text in place of audio (the objective only sees
-embeddings and needs no change): in reversal-*variance* terms the text negative ``TR`` is an exact copy of the
-positive ``T``, and reversal *invariance* is trivially satisfied on the text side; only the video side is affected by
-reversal. The time-shift views (a second caption of the same video) are not degenerate.
+embeddings and needs no change; ``tests/test_howto100m.py`` checks each point):
+
+* reversal *variance* (the ``var`` block on (V, VR): hypotheses 2, 6, 8): the text negative ``TR`` is an exact copy
+  of the positive ``T``, so every video-query term is >= log 2, and the block gives the same value when V and VR are
+  exchanged -- it asks each caption to match a clip and its reversal at once and carries no signal about the
+  direction of time (hypotheses 2 and 6 as a whole are unchanged by that exchange);
+* reversal *invariance* (the ``inv`` block: hypotheses 3, 7, 9) is trivially met on the text side: with ``TR == T``
+  the ``inv`` block equals the plain cross-modal ``base`` block over (V, VR), i.e. both the clip and its reversal
+  must match the caption;
+* the time-shift views (a second caption of the same video) are not degenerate.
 """
 
 import logging
