@@ -154,6 +154,9 @@ def world_size(cfg):
     return max(1, per_machine) * cfg.NUM_SHARDS
 
 
+# Modes of torch.compile accepted by TRAIN.COMPILE_MODE.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 # Values of TASK (what tools/run_net.py runs, see stica_ext.engine.run_task).
 TASKS = ("ssl_pretrain", "linear_probe", "finetune", "retrieval")
 
@@ -289,6 +292,8 @@ def assert_and_infer_cfg(cfg):
          f"TRAIN.AMP_DTYPE must be bfloat16 or float16, got {cfg.TRAIN.AMP_DTYPE!r}")
     need(not (cfg.TRAIN.MIXED_PRECISION and cfg.TRAIN.AMP_DTYPE == "float16" and cfg.NUM_GPUS == 0),
          "TRAIN.MIXED_PRECISION with TRAIN.AMP_DTYPE float16 needs NUM_GPUS > 0; use bfloat16 on the CPU")
+    need(cfg.TRAIN.COMPILE_MODE in COMPILE_MODES,
+         f"TRAIN.COMPILE_MODE must be one of {', '.join(COMPILE_MODES)}, got {cfg.TRAIN.COMPILE_MODE!r}")
     if cfg.SOLVER.LR_POLICY == "steps_with_relative_lrs":
         need(len(cfg.SOLVER.LRS) == len(cfg.SOLVER.STEPS) and len(cfg.SOLVER.STEPS) > 0,
              f"SOLVER.STEPS ({cfg.SOLVER.STEPS}) and SOLVER.LRS ({cfg.SOLVER.LRS}) must be non-empty and of equal length")

@@ -31,6 +31,10 @@ _C.RNG_SEED = 1
 _C.LOG_PERIOD = 10
 _C.LOG_MODEL_INFO = True
 _C.DIST_BACKEND = "nccl"
+# (new; detectron2's name) cuDNN autotuning (torch.backends.cudnn.benchmark): each new input shape is timed once over
+# several convolution algorithms, the fastest is kept. Pays off when shapes stay fixed (training crops); GPU only, a
+# no-op on the CPU.
+_C.CUDNN_BENCHMARK = False
 
 # ---------------------------------------------------------------------------------------------------------------
 # TRAIN
@@ -56,6 +60,16 @@ _C.TRAIN.AMP_DTYPE = "bfloat16"
 _C.TRAIN.DROP_LAST = True
 # UCF101 / HMDB51 training: copies of each video per epoch, each a random clip (the finetuning recipe: 10).
 _C.TRAIN.CLIPS_PER_VIDEO = 10
+# (new) Channels-last memory layout: 3-D convolution weights and the video batches in channels_last_3d, 2-D (audio)
+# convolution weights in channels_last. Faster convolutions on GPUs with tensor cores (mostly together with
+# TRAIN.MIXED_PRECISION); valid on the CPU too. Numerically the same network; state_dict names are unchanged.
+_C.TRAIN.CHANNELS_LAST = False
+# (new) Compile the model with torch.compile (in place: state_dict names and checkpoints are unchanged), mode
+# TRAIN.COMPILE_MODE: "default", "reduce-overhead" (CUDA graphs), "max-autotune" or "max-autotune-no-cudagraphs".
+# The first iterations are slow (compilation); needs a working Inductor backend (Triton on GPUs, a C++ compiler on
+# the CPU).
+_C.TRAIN.COMPILE = False
+_C.TRAIN.COMPILE_MODE = "default"
 
 # ---------------------------------------------------------------------------------------------------------------
 # TEST
@@ -400,9 +414,9 @@ _C.TENSORBOARD.LOG_DIR = ""
 # The nodes and keys this project adds to a PySlowFast config.
 NEW_NODES = ("GDT", "AUDIO", "SYNTH", "LINEAR", "STICA", "TEXT", "FINETUNE", "RETRIEVAL")
 # New top-level keys.
-NEW_TOP_KEYS = ("NUM_CPU_PROCESSES",)
+NEW_TOP_KEYS = ("NUM_CPU_PROCESSES", "CUDNN_BENCHMARK")
 NEW_KEYS = {
-    "TRAIN": ("DROP_LAST", "AMP_DTYPE", "CLIPS_PER_VIDEO"),
+    "TRAIN": ("DROP_LAST", "AMP_DTYPE", "CLIPS_PER_VIDEO", "CHANNELS_LAST", "COMPILE", "COMPILE_MODE"),
     "SOLVER": ("WARMUP_MULTIPLIER", "BACKBONE_LR"),
     "DATA": ("ENSEMBLE_METHOD", "SSL_COLOR_JITTER", "SSL_COLOR_BRI_CON_SAT", "NUM_RETRIES", "DECODING_BACKEND",
              "ANNOTATION_DIR", "FOLD", "FOLDS", "SKIP_MISSING_VIDEOS", "LAYOUT", "SPLIT_DIRS", "VIDEO_EXTENSIONS",

@@ -41,7 +41,7 @@ from ..registry import DATASET_REGISTRY, register_as
 from ..utils.io import read_text_lines
 from . import audio as audio_ops
 from . import transforms as T
-from .decoder import DecodeError, decode_clips
+from .decoder import DecodeError, decode_clips, stage
 from .index import list_videos
 
 logger = logging.getLogger(__name__)
@@ -120,6 +120,11 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         train_augment: classification only; random clips and augmentation (default: split == "train").
         max_videos: keep only the first ``max_videos`` videos of the list (0 / None = all).
     """
+
+    # Per-stage timing for benchmarks (stica_ext.engine.benchmark): None (default, no timing) or a dict to which
+    # every item adds the seconds spent in "open", "video_decode", "audio_decode" (decoder), "audio_features"
+    # (waveform -> log-mel spectrogram, with volume jitter and SpecAugment) and "augment" (video view transforms).
+    stage_times = None
 
     def __init__(self, cfg, split, sample_type=None, clips_per_video=None, train_augment=None, max_videos=None):
         if split not in _SPLIT_FILES:
@@ -208,6 +213,7 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             audio_missing="error" if self.cfg.AUDIO.MISSING == "skip" else "silence",
             rng=rng,
             threads=1 if not self.cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE else 0,
+            timings=self.stage_times,
         )
 
     def _train_view(self, frames, rng):
@@ -244,13 +250,15 @@ class AudioVisualDataset(torch.utils.data.Dataset):
                 continue
             clip = clips[1] if name.startswith("shift") else clips[0]
             reverse = name.endswith("rev")
-            frames = clip.frames.flip(0) if reverse else clip.frames
-            videos.append(self._train_view(frames, rng))
+            with stage(self.stage_times, "augment"):
+                frames = clip.frames.flip(0) if reverse else clip.frames
+                videos.append(self._train_view(frames, rng))
             if self.need_audio:
                 key = id(clip)
-                if key not in specs:
-                    specs[key] = self._spectrogram(clip.audio, rng, train=True)
-                audios.append(specs[key].flip(-1) if reverse else specs[key])
+                with stage(self.stage_times, "audio_features"):
+                    if key not in specs:
+                        specs[key] = self._spectrogram(clip.audio, rng, train=True)
+                    audios.append(specs[key].flip(-1) if reverse else specs[key])
         item = {
             "video": torch.stack(videos),
             "label": torch.tensor(self.labels[video_idx]),
@@ -265,28 +273,33 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         d = self.cfg.DATA
         clip = self._decode(video_idx, [-1], 1, rng, self.need_audio)[0]
         color = tuple(d.SSL_COLOR_BRI_CON_SAT) if d.SSL_COLOR_JITTER else None
-        views = [T.stica_video_transform(clip.frames, crop_size=d.TRAIN_CROP_SIZE, mean=d.MEAN, std=d.STD, rng=rng,
-                                         flip=d.RANDOM_FLIP, color=color) for _ in range(2)]
+        with stage(self.stage_times, "augment"):
+            views = [T.stica_video_transform(clip.frames, crop_size=d.TRAIN_CROP_SIZE, mean=d.MEAN, std=d.STD,
+                                             rng=rng, flip=d.RANDOM_FLIP, color=color) for _ in range(2)]
         item = {"video": torch.stack(views), "label": torch.tensor(self.labels[video_idx]),
                 "index": torch.tensor(video_idx)}
         if self.need_audio:
-            item["audio"] = self._spectrogram(clip.audio, rng, train=True)
+            with stage(self.stage_times, "audio_features"):
+                item["audio"] = self._spectrogram(clip.audio, rng, train=True)
         return item
 
     def _classify_item(self, index, video_idx, rng, attempt):
         d = self.cfg.DATA
         if self.train_augment:
             clip = self._decode(video_idx, [-1], 1, rng, False)[0]
-            x = T.train_video_transform(clip.frames, jitter_scales=d.TRAIN_JITTER_SCALES, crop_size=d.TRAIN_CROP_SIZE,
-                                        mean=d.MEAN, std=d.STD, rng=rng, flip=d.RANDOM_FLIP, color=None)
+            with stage(self.stage_times, "augment"):
+                x = T.train_video_transform(clip.frames, jitter_scales=d.TRAIN_JITTER_SCALES,
+                                            crop_size=d.TRAIN_CROP_SIZE, mean=d.MEAN, std=d.STD, rng=rng,
+                                            flip=d.RANDOM_FLIP, color=None)
         else:
             n_spatial = self.cfg.TEST.NUM_SPATIAL_CROPS
             view = index % self.clips_per_video
             temporal_idx, spatial_idx = view // n_spatial, view % n_spatial
             n_temporal = max(1, self.clips_per_video // n_spatial)
             clip = self._decode(video_idx, [temporal_idx], n_temporal, rng, False)[0]
-            x = T.eval_video_transform(clip.frames, crop_size=d.TEST_CROP_SIZE,
-                                       spatial_idx=spatial_idx if n_spatial == 3 else 1, mean=d.MEAN, std=d.STD)
+            with stage(self.stage_times, "augment"):
+                x = T.eval_video_transform(clip.frames, crop_size=d.TEST_CROP_SIZE,
+                                           spatial_idx=spatial_idx if n_spatial == 3 else 1, mean=d.MEAN, std=d.STD)
         meta = {"video_idx": video_idx, "skipped": attempt}
         return [x], self.labels[video_idx], index, float(clip.start_sec), meta
 

@@ -21,10 +21,12 @@ stream start.  Audio is decoded from a seek a few codec frames before its window
 a seek lacks its overlap half), resampled with ``av.AudioResampler`` and cut with sample accuracy.
 """
 
+import contextlib
 import logging
 import math
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
@@ -44,6 +46,29 @@ _TIME_TOL = 0.01
 
 class DecodeError(RuntimeError):
     """A video could not be decoded (missing, empty or corrupt file, missing stream, decoder failure)."""
+
+
+class _StageTimer:
+    __slots__ = ("timings", "key", "t0")
+
+    def __init__(self, timings, key):
+        self.timings, self.key = timings, key
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.timings[self.key] = self.timings.get(self.key, 0.0) + time.perf_counter() - self.t0
+        return False
+
+
+_NO_TIMING = contextlib.nullcontext()
+
+
+def stage(timings, key):
+    """``with stage(timings, "video_decode"): ...`` adds the block's wall time (s) to ``timings[key]``; a shared
+    no-op context when ``timings`` is None (the normal case: only benchmarks pass a dict)."""
+    return _NO_TIMING if timings is None else _StageTimer(timings, key)
 
 
 @dataclass
@@ -91,6 +116,7 @@ def decode_clips(
     audio_missing: str = "error",
     rng: Optional[random.Random] = None,
     threads: int = 0,
+    timings: Optional[dict] = None,
 ) -> List[Clip]:
     """Decode one clip per entry of ``clip_indices`` from the video at ``path`` (opened once).
 
@@ -108,6 +134,9 @@ def decode_clips(
             (return zeros).
         rng: ``random.Random`` for random starts (a fresh unseeded one if None).
         threads: decoder threads; 0 = FFmpeg's default (automatic), ``!= 1`` enables ``thread_type="AUTO"``.
+        timings: optional dict (benchmarks): seconds spent are added to its keys ``"open"`` (opening the container,
+            stream metadata), ``"video_decode"`` (seeking, decoding and RGB conversion of the frames) and
+            ``"audio_decode"`` (seeking, decoding and resampling the audio windows).
 
     Returns:
         list of :class:`Clip`, in the order of ``clip_indices``.
@@ -129,7 +158,8 @@ def decode_clips(
         raise DecodeError(f"{path}: empty file")
     rng = rng if rng is not None else random.Random()
     try:
-        container = av.open(path, metadata_errors="ignore")
+        with stage(timings, "open"):
+            container = av.open(path, metadata_errors="ignore")
     except _AV_ERRORS as e:
         raise DecodeError(f"{path}: cannot open ({e})") from e
     try:
@@ -145,10 +175,12 @@ def decode_clips(
                 astream = container.streams.audio[0]
             elif audio_missing == "error":
                 raise DecodeError(f"{path}: no audio stream")
-        info = _video_info(container, vstream, target_fps)
+        with stage(timings, "open"):
+            info = _video_info(container, vstream, target_fps)
         if info.frames_length is None:
             # No frame count and no duration: decode the stream once, sequentially, and sample from it.
-            info.all_frames, info.all_times = _decode_all(vstream, container, info)
+            with stage(timings, "video_decode"):
+                info.all_frames, info.all_times = _decode_all(vstream, container, info)
             info.frames_length = float(len(info.all_frames))
         clip_size = sampling_rate * num_frames / target_fps * info.fps
         delta = max(info.frames_length - clip_size, 0.0)
@@ -158,15 +190,17 @@ def decode_clips(
                 start = rng.uniform(0.0, delta)
             else:
                 start = float(int(delta * clip_idx / max(num_clips, 1)))
-            clip = _decode_video_clip(container, vstream, info, start, clip_size, num_frames)
+            with stage(timings, "video_decode"):
+                clip = _decode_video_clip(container, vstream, info, start, clip_size, num_frames)
             clip.clip_index = int(clip_idx)
             if audio_sample_rate is not None:
                 n = int(round(audio_num_sec * audio_sample_rate))
                 if astream is None:
                     clip.audio, clip.audio_start_sec = torch.zeros(n, dtype=torch.float32), clip.start_sec
                 else:
-                    clip.audio, clip.audio_start_sec = _decode_audio_window(
-                        container, astream, info.start + clip.start_sec, n, int(audio_sample_rate))
+                    with stage(timings, "audio_decode"):
+                        clip.audio, clip.audio_start_sec = _decode_audio_window(
+                            container, astream, info.start + clip.start_sec, n, int(audio_sample_rate))
                     clip.audio_start_sec -= info.start
             clips.append(clip)
         return clips

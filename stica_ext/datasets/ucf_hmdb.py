@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from ..registry import DATASET_REGISTRY, register_as
 from ..utils.io import PathManager, read_text_lines
 from . import transforms as T
-from .decoder import DecodeError, decode_clips
+from .decoder import DecodeError, decode_clips, stage
 from .transforms import random_resized_crop_box
 
 logger = logging.getLogger(__name__)
@@ -440,6 +440,9 @@ class FoldVideoDataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.paths) * self.clips_per_video
 
+    # Per-stage timing for benchmarks: None or a dict (see AudioVisualDataset.stage_times).
+    stage_times = None
+
     def _rng(self, epoch, index, attempt):
         return random.Random(f"{self.cfg.RNG_SEED}-{self.split_format}-{self.fold}-{self.split}-{epoch}-{index}-"
                              f"{attempt}")
@@ -454,7 +457,8 @@ class FoldVideoDataset(torch.utils.data.Dataset):
         d = self.cfg.DATA
         return decode_clips(self.paths[video_idx], num_frames=d.NUM_FRAMES, sampling_rate=d.SAMPLING_RATE,
                             target_fps=d.TARGET_FPS, clip_indices=[clip_idx], num_clips=num_clips, rng=rng,
-                            threads=1 if not self.cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE else 0)[0]
+                            threads=1 if not self.cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE else 0,
+                            timings=self.stage_times)[0]
 
     def _color(self):
         d = self.cfg.DATA
@@ -463,11 +467,12 @@ class FoldVideoDataset(torch.utils.data.Dataset):
     def _train_clip(self, video_idx, rng):
         d = self.cfg.DATA
         clip = self._decode(video_idx, -1, 1, rng)
-        x, box = finetune_train_transform(
-            clip.frames, crop_size=d.TRAIN_CROP_SIZE, mean=d.MEAN, std=d.STD, rng=rng,
-            scale=tuple(d.TRAIN_JITTER_SCALES_RELATIVE) or None,
-            ratio=tuple(d.TRAIN_JITTER_ASPECT_RELATIVE) or (3 / 4, 4 / 3), jitter_scales=d.TRAIN_JITTER_SCALES,
-            flip=d.RANDOM_FLIP, color=self._color(), color_prob=self.cfg.FINETUNE.COLOR_JITTER_PROB)
+        with stage(self.stage_times, "augment"):
+            x, box = finetune_train_transform(
+                clip.frames, crop_size=d.TRAIN_CROP_SIZE, mean=d.MEAN, std=d.STD, rng=rng,
+                scale=tuple(d.TRAIN_JITTER_SCALES_RELATIVE) or None,
+                ratio=tuple(d.TRAIN_JITTER_ASPECT_RELATIVE) or (3 / 4, 4 / 3), jitter_scales=d.TRAIN_JITTER_SCALES,
+                flip=d.RANDOM_FLIP, color=self._color(), color_prob=self.cfg.FINETUNE.COLOR_JITTER_PROB)
         return x, box, clip.start_sec
 
     def _test_clip(self, video_idx, temporal_idx, spatial_idx, rng):

@@ -28,14 +28,53 @@ def build_loss(cfg):
     return cls.from_cfg(cfg) if hasattr(cls, "from_cfg") else cls()
 
 
+def apply_channels_last(model):
+    """Put every 5-D parameter / buffer (3-D conv weights) in ``channels_last_3d`` and every 4-D one (2-D conv
+    weights) in ``channels_last``, in place (``TRAIN.CHANNELS_LAST``). ``Module.to(memory_format=...)`` cannot do
+    this for a model that mixes 2-D and 3-D convolutions. Returns ``model``."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.dim() in (4, 5):
+            fmt = torch.channels_last_3d if t.dim() == 5 else torch.channels_last
+            t.data = t.data.contiguous(memory_format=fmt)
+    return model
+
+
+def video_to_channels_last(video):
+    """A video batch in channels-last layout (same values and shape).
+
+    * ``B x C x T x H x W``: ``channels_last_3d``;
+    * ``B x V x C x T x H x W`` (views on axis 1): stored view-major, so that every per-view slice ``video[:, i]``
+      that the models take is itself a ``channels_last_3d``-contiguous ``B x C x T x H x W`` tensor.
+
+    Other ranks are returned unchanged.
+    """
+    if video.dim() == 5:
+        return video.contiguous(memory_format=torch.channels_last_3d)
+    if video.dim() == 6:
+        return video.permute(1, 0, 3, 4, 5, 2).contiguous().permute(1, 0, 5, 2, 3, 4)
+    return video
+
+
 def prepare_model(cfg, model, device):
-    """Move to ``device``; SyncBatchNorm + DistributedDataParallel when training with several processes."""
+    """Move to ``device``; SyncBatchNorm + DistributedDataParallel when training with several processes; the speed
+    switches ``TRAIN.CHANNELS_LAST``, ``CUDNN_BENCHMARK`` (GPU) and ``TRAIN.COMPILE`` (last, in place: the module
+    and its state_dict names stay the same)."""
     model = model.to(device)
+    if cfg.TRAIN.CHANNELS_LAST:
+        apply_channels_last(model)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
     if du.get_world_size() > 1:
         if cfg.BN.GLOBAL_SYNC:
             model = du.convert_sync_batchnorm(model)  # torch's SyncBatchNorm on GPUs, CpuSyncBatchNorm on the CPU
         ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
+    if cfg.TRAIN.COMPILE:
+        model.compile(mode=cfg.TRAIN.COMPILE_MODE)
+    if cfg.TRAIN.CHANNELS_LAST or cfg.TRAIN.COMPILE or (cfg.CUDNN_BENCHMARK and device.type == "cuda"):
+        logger.info("speed switches: channels_last=%s, compile=%s (mode %s), cudnn_benchmark=%s",
+                    cfg.TRAIN.CHANNELS_LAST, cfg.TRAIN.COMPILE, cfg.TRAIN.COMPILE_MODE,
+                    cfg.CUDNN_BENCHMARK and device.type == "cuda")
     return model
 
 
@@ -155,6 +194,8 @@ def train_epoch(cfg, model, loss_fn, loader, optimizer, epoch, device, scaler=No
         lr = get_lr_at_epoch(cfg, epoch + it / n_iters)
         set_lr(optimizer, lr)
         video = batch["video"].to(device, non_blocking=True)
+        if cfg.TRAIN.CHANNELS_LAST:
+            video = video_to_channels_last(video)
         # the second modality: audio spectrograms (audio-visual GDT, STiCA) or token ids (video-text GDT)
         other = (batch["audio"] if "audio" in batch else batch["text"]).to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
