@@ -214,3 +214,18 @@ def test_write_av_file_rejects_odd_sizes(tmp_path):
     frames = np.zeros((3, 31, 32, 3), dtype=np.uint8)
     with pytest.raises(ValueError):
         synth.write_av_file(tmp_path / "odd.mp4", frames, None, 30, 24000)
+
+
+def test_difficulty_options_scale_objects_keep_pitch_and_drop_distractors():
+    base = synth.generate_clip(11, 4, size=48, duration=1.0, sample_rate=8000, max_distractors=0)
+    big = synth.generate_clip(11, 4, size=48, duration=1.0, sample_rate=8000, object_scale=1.5, max_distractors=0)
+    assert big.meta["radius"] / base.meta["radius"] == pytest.approx(1.5)
+    assert big.meta["f0"] == pytest.approx(base.meta["f0"])  # pitch range unchanged
+    assert big.meta["distractors"] == []
+    many = [len(synth.generate_clip(s, 0, size=32, duration=0.5, sample_rate=8000, max_distractors=4).meta["distractors"])
+            for s in range(40)]
+    assert max(many) > 2 and min(many) >= 0
+    # default parameters keep the dataset folder name of earlier versions; other values get their own folder
+    p = synth._dataset_params(1, 1, 1, 0, 48, 1.0, 30, 8000)
+    assert "object_scale" not in p and "max_distractors" not in p
+    assert synth.dataset_name(p) != synth.dataset_name(synth._dataset_params(1, 1, 1, 0, 48, 1.0, 30, 8000, 1.5, 0))

@@ -272,6 +272,9 @@ _C.SYNTH.FPS = 30
 _C.SYNTH.SAMPLE_RATE = 24000
 # Processes used to generate the videos on first use.
 _C.SYNTH.NUM_WORKERS = 2
+# Visual difficulty: object radius range multiplier (pitch range unchanged) and the most static distractors per clip.
+_C.SYNTH.OBJECT_SCALE = 1.0
+_C.SYNTH.MAX_DISTRACTORS = 2
 
 # ---------------------------------------------------------------------------------------------------------------
 # LINEAR (new): linear probe on frozen features

@@ -327,4 +327,5 @@ def ensure_synthetic_data(cfg):
     root = os.path.expanduser(s.CACHE_DIR) if s.CACHE_DIR else default_cache_dir()
     return build_synthetic_dataset(root, num_train=s.NUM_TRAIN, num_val=s.NUM_VAL, num_test=s.NUM_TEST, seed=s.SEED,
                                    size=s.SIZE, duration=s.DURATION, fps=s.FPS, sample_rate=s.SAMPLE_RATE,
-                                   num_workers=s.NUM_WORKERS)
+                                   num_workers=s.NUM_WORKERS, object_scale=s.OBJECT_SCALE,
+                                   max_distractors=s.MAX_DISTRACTORS)

@@ -488,6 +488,8 @@ def generate_clip(
     duration: float = 3.0,
     fps: int = 30,
     sample_rate: int = 24000,
+    object_scale: float = 1.0,
+    max_distractors: int = 2,
 ) -> SynthClip:
     """Generate one clip of class ``label``, deterministically from ``seed``.
 
@@ -499,6 +501,9 @@ def generate_clip(
         duration: clip length in seconds.
         fps: frame rate; frame ``k`` shows time ``k / fps``.
         sample_rate: audio sample rate.
+        object_scale: multiplies the object radius range (distractors too); the pitch stays in the same range
+            (``f0`` scales with ``object_scale / radius``). Values above 1 make the visual task easier.
+        max_distractors: static distractors are drawn uniformly in ``0 .. max_distractors``.
 
     Returns:
         ``SynthClip`` with ``frames`` ``T x size x size x 3`` uint8 (``T = round(duration * fps)``) and ``audio`` of
@@ -511,18 +516,18 @@ def generate_clip(
 
     # Appearance first, so that the nuisances depend on the seed only.
     background = _background(rng, size)
-    num_distractors = int(rng.integers(0, 3))
+    num_distractors = int(rng.integers(0, max_distractors + 1))
     distractors = []
     for _ in range(num_distractors):
         d_shape = SHAPES[int(rng.integers(len(SHAPES)))]
-        d_radius = float(rng.uniform(*RADIUS_RANGE)) * scale
+        d_radius = float(rng.uniform(*RADIUS_RANGE)) * scale * object_scale
         d_x, d_y = (float(v) for v in rng.uniform(d_radius, size - d_radius, 2))
         d_colour = _object_colour(rng)
         _paint_static(background, d_shape, d_radius, d_x, d_y, d_colour)
         distractors.append({"shape": d_shape, "radius": d_radius, "x": d_x, "y": d_y})
     background_u8 = (background * 255.0 + 0.5).astype(np.uint8)
     colour = _object_colour(rng)
-    radius = float(rng.uniform(*RADIUS_RANGE)) * scale
+    radius = float(rng.uniform(*RADIUS_RANGE)) * scale * object_scale
 
     # Motion.
     ext_x, ext_y = _shape_extent(shape, radius)
@@ -535,7 +540,7 @@ def generate_clip(
     frames = _render_frames(background_u8, shape, radius, colour, positions)
 
     # Sound.
-    f0 = SHAPE_F0[shape_idx] * REFERENCE_RADIUS * scale / radius
+    f0 = SHAPE_F0[shape_idx] * REFERENCE_RADIUS * scale * object_scale / radius
     audio, audio_meta = _synthesize_audio(rng, regime, f0, events, duration, sample_rate)
 
     meta = {
@@ -645,8 +650,9 @@ def split_labels(seed: int, split: str, count: int) -> List[int]:
     return [int(v) for v in rng.permutation(np.arange(count) % NUM_CLASSES)]
 
 
-def _dataset_params(num_train, num_val, num_test, seed, size, duration, fps, sample_rate):
-    return {
+def _dataset_params(num_train, num_val, num_test, seed, size, duration, fps, sample_rate, object_scale=1.0,
+                    max_distractors=2):
+    params = {
         "generator_version": GENERATOR_VERSION,
         "num_train": int(num_train),
         "num_val": int(num_val),
@@ -661,6 +667,12 @@ def _dataset_params(num_train, num_val, num_test, seed, size, duration, fps, sam
         },
         "audio": {"codec": AUDIO_CODEC, "layout": "mono"},
     }
+    # only non-default difficulty settings enter the parameter set, so existing dataset folders keep their names
+    if float(object_scale) != 1.0:
+        params["object_scale"] = float(object_scale)
+    if int(max_distractors) != 2:
+        params["max_distractors"] = int(max_distractors)
+    return params
 
 
 def dataset_name(params: Dict) -> str:
@@ -680,9 +692,11 @@ def _is_complete(folder: str, params: Dict) -> bool:
 
 
 def _make_video(job):
-    """Worker: generate and encode one video.  ``job = (path, seed, label, size, duration, fps, sample_rate)``."""
-    path, seed, label, size, duration, fps, sample_rate = job
-    clip = generate_clip(seed, label, size=size, duration=duration, fps=fps, sample_rate=sample_rate)
+    """Worker: generate and encode one video.  ``job = (path, seed, label, size, duration, fps, sample_rate,
+    object_scale, max_distractors)``."""
+    path, seed, label, size, duration, fps, sample_rate, object_scale, max_distractors = job
+    clip = generate_clip(seed, label, size=size, duration=duration, fps=fps, sample_rate=sample_rate,
+                         object_scale=object_scale, max_distractors=max_distractors)
     write_av_file(path, clip.frames, clip.audio, fps, sample_rate)
     return len(clip.impact_times)
 
@@ -700,6 +714,8 @@ def build_synthetic_dataset(
     sample_rate: int = 24000,
     num_workers: int = 2,
     progress: bool = True,
+    object_scale: float = 1.0,
+    max_distractors: int = 2,
 ) -> str:
     """Generate (once) a synthetic dataset and return its folder ``<root>/synth_<hash>``.
 
@@ -713,12 +729,14 @@ def build_synthetic_dataset(
         root: parent folder (``None`` = :func:`default_cache_dir`).
         num_train, num_val, num_test: videos per split; labels are balanced (``index % 10`` in shuffled order).
         seed: dataset seed; per-video seeds derive from ``(seed, split, index)`` (:func:`video_seed`).
-        size, duration, fps, sample_rate: clip parameters (see :func:`generate_clip`).
+        size, duration, fps, sample_rate, object_scale, max_distractors: clip parameters (see
+            :func:`generate_clip`).
         num_workers: worker processes (``<= 1``: generate in this process).  Workers use the "spawn" start method.
         progress: log a line every ~10% of the videos (to stderr).
     """
     root = os.path.abspath(os.path.expanduser(str(root if root is not None else default_cache_dir())))
-    params = _dataset_params(num_train, num_val, num_test, seed, size, duration, fps, sample_rate)
+    params = _dataset_params(num_train, num_val, num_test, seed, size, duration, fps, sample_rate, object_scale,
+                             max_distractors)
     name = dataset_name(params)
     final = os.path.join(root, name)
     if _is_complete(final, params):
@@ -736,7 +754,8 @@ def build_synthetic_dataset(
                 rel = f"videos/{split}_{index:05d}.mp4"
                 s = video_seed(seed, split, index)
                 entries[split].append([rel, label, s])
-                jobs.append((os.path.join(tmp, rel), s, label, size, duration, fps, sample_rate))
+                jobs.append((os.path.join(tmp, rel), s, label, size, duration, fps, sample_rate, float(object_scale),
+                             int(max_distractors)))
         _run_jobs(jobs, num_workers, progress, name)
         for split in _SPLITS:
             with open(os.path.join(tmp, f"{split}.csv"), "w") as f:
