@@ -23,7 +23,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from stica_ext.config import assert_and_infer_cfg, load_config  # noqa: E402
-from stica_ext.utils.parser import _is_cfg_file  # noqa: E402
+from stica_ext.utils.parser import split_cfg_files  # noqa: E402
 
 REPORTS = ("model", "data", "train")
 
@@ -56,14 +56,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=0,
                    help="per-process batch of the data / train reports (default TRAIN.BATCH_SIZE / world size)")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=None, help="config overrides KEY VALUE ...")
-    args = p.parse_args(argv)
-    files = list(args.cfg_files)
-    n = 0
-    while n < len(files) and _is_cfg_file(files[n]):
-        n += 1
-    args.cfg_files, extra = files[:n], files[n:]
-    args.opts = extra + list(args.opts or [])
-    return args
+    return split_cfg_files(p.parse_args(argv))
 
 
 def run(args):

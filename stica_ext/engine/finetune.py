@@ -35,7 +35,7 @@ from ..utils import distributed as du
 from ..utils.io import PathManager
 from ..utils.logging import log_json_stats, setup_logging
 from . import checkpoint as cu
-from .launch import get_device, seed_everything
+from .train_ssl import setup_run
 from .linear_probe import classification_metrics, linear_probe_task
 from .meters import MeterDict, Timer, topk_correct
 from .optim import get_lr_at_epoch
@@ -249,14 +249,8 @@ def finetune_fold(cfg):
     """Finetune and/or test one fold in ``cfg.OUTPUT_DIR`` (``DATA.FOLD``). Returns the fold's results
     ``{"last epoch": metrics, ["best epoch (selected on test)": metrics]}`` and writes them to
     ``OUTPUT_DIR/results.json`` together with the evaluation history."""
-    setup_logging(cfg.OUTPUT_DIR)
-    seed_everything(cfg.RNG_SEED + du.get_rank())
-    device = get_device(cfg)
+    device = setup_run(cfg)
     ws = du.get_world_size()
-    if du.is_main_process():
-        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-            f.write(cfg.dump())
     model = build_model(cfg)
     if not isinstance(model, VideoClassifier):
         raise ValueError(f"TASK finetune trains a VideoClassifier; MODEL.MODEL_NAME is {cfg.MODEL.MODEL_NAME!r}")

@@ -55,6 +55,18 @@ def video_to_channels_last(video):
     return video
 
 
+def setup_run(cfg):
+    """Per-process start of a training run: logging to ``OUTPUT_DIR``, seeds ``RNG_SEED + rank``, the config
+    written to ``OUTPUT_DIR/config.yaml`` (main process). Returns the device."""
+    setup_logging(cfg.OUTPUT_DIR)
+    seed_everything(cfg.RNG_SEED + du.get_rank())
+    if du.is_main_process():
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
+            f.write(cfg.dump())
+    return get_device(cfg)
+
+
 def prepare_model(cfg, model, device):
     """Move to ``device``; SyncBatchNorm + DistributedDataParallel when training with several processes; the speed
     switches ``TRAIN.CHANNELS_LAST``, ``CUDNN_BENCHMARK`` (GPU) and ``TRAIN.COMPILE`` (last, in place: the module
@@ -262,14 +274,8 @@ def train_ssl(cfg):
     A SIGTERM / SIGUSR1 writes a mid-epoch checkpoint and returns early; running the same command again resumes
     from it (``TRAIN.AUTO_RESUME``).
     """
-    setup_logging(cfg.OUTPUT_DIR)
-    seed_everything(cfg.RNG_SEED + du.get_rank())
-    device = get_device(cfg)
+    device = setup_run(cfg)
     ws = du.get_world_size()
-    if du.is_main_process():
-        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-            f.write(cfg.dump())
     model = build_model(cfg)
     if cfg.LOG_MODEL_INFO:
         n = sum(p.numel() for p in model.parameters())

@@ -21,8 +21,12 @@ def parse_args(argv=None):
     p.add_argument("--shard_id", type=int, default=None, help="index of this machine (overrides SHARD_ID)")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=None,
                    help="config overrides as KEY VALUE pairs, e.g. SOLVER.BASE_LR 0.1 NUM_GPUS 0")
-    args = p.parse_args(argv)
-    # "--cfg a.yaml KEY VALUE": argparse gives every word to --cfg; the config files are the leading YAML paths.
+    return split_cfg_files(p.parse_args(argv))
+
+
+def split_cfg_files(args):
+    """``--cfg a.yaml KEY VALUE``: argparse gives every word to ``--cfg``; keep the leading YAML paths in
+    ``args.cfg_files`` and move the rest to the front of ``args.opts``."""
     files = list(args.cfg_files)
     n = 0
     while n < len(files) and _is_cfg_file(files[n]):
