@@ -196,6 +196,23 @@ def test_threading_gives_identical_frames(media):
     assert torch.equal(a.frames, b.frames)
 
 
+def test_shared_reformatter_gives_the_per_frame_conversion(media):
+    # decode_clips converts with one shared swscale context: identical to PyAV's per-frame to_ndarray("rgb24")
+    import av
+
+    from stica_ext.datasets.decoder import _rgb_frames
+
+    with av.open(str(media["av"])) as c:
+        frames = [f for _, f in zip(range(12), c.decode(video=0))]
+    assert frames[0].format.name != "rgb24"  # a real conversion happens
+    out = _rgb_frames(frames, [0, 3, 3, 11])
+    assert out.shape == (4, SIZE, SIZE, 3) and out.dtype == torch.uint8
+    for k, i in enumerate([0, 3, 3, 11]):
+        assert np.array_equal(out[k].numpy(), frames[i].to_ndarray(format="rgb24"))
+    clip = _decode(media["av"], clip_indices=[0], num_frames=12)[0]
+    assert np.array_equal(clip.frames.numpy(), np.stack([f.to_ndarray(format="rgb24") for f in frames]))
+
+
 def test_missing_audio(media):
     with pytest.raises(DecodeError, match="no audio stream"):
         _decode(media["video_only"], audio_sample_rate=SR)

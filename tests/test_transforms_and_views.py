@@ -90,3 +90,119 @@ def test_only_needed_views_are_built(synth_dir, tmp_path, hyp, n):
     cfg = tiny_cfg(synth_dir, tmp_path, **{"GDT.HYPOTHESIS": hyp})
     item = build_dataset("synthetic_av", cfg, "train", sample_type="gdt")[0]
     assert item["video"].shape[0] == n and item["audio"].shape[0] == n
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fast (uint8 geometry + fused colour) path vs the float path
+# ---------------------------------------------------------------------------------------------------------------
+_MEAN, _STD = [0.45, 0.40, 0.35], [0.225, 0.25, 0.2]
+
+
+def _smooth_clip(t=6, h=48, w=64, seed=0):
+    """Smooth colour gradients that change over time (uint8 ``T x H x W x 3``): bilinear resizing of such frames
+    is well conditioned, so the two paths may differ only by uint8 rounding."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    base = torch.stack([yy, xx, 1 - (yy + xx) / 2], -1)
+    frames = [base * (0.5 + 0.5 * torch.rand(1, 1, 3, generator=g)) + 0.1 * torch.rand(1, 1, 3, generator=g)
+              for _ in range(t)]
+    return (torch.stack(frames).clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _rounding_tol(color_strength=0.4):
+    # one uint8 step after the resize, scaled by the strongest colour factor and the smallest std (+ float error)
+    return (1.0 / 255) * (1 + color_strength) ** 3 / min(_STD) + 1e-4
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_fast_gdt_view_matches_float_path(seed, reverse):
+    frames = _smooth_clip(seed=seed)
+    kw = dict(jitter_scales=(36, 44), crop_size=32, mean=_MEAN, std=_STD, color=(0.4, 0.4, 0.4), reverse=reverse)
+    fast = T.train_video_transform(frames, rng=random.Random(seed), fast=True, **kw)
+    ref = T.train_video_transform(frames, rng=random.Random(seed), fast=False, **kw)
+    assert fast.shape == ref.shape == (3, 6, 32, 32) and fast.dtype == torch.float32 and fast.is_contiguous()
+    assert (fast - ref).abs().max() <= _rounding_tol()
+    for f, expected in ((True, fast), (False, ref)):  # written into a preallocated view of a multi-view sample
+        buf = torch.full((2, 3, 6, 32, 32), float("nan"))
+        res = T.train_video_transform(frames, rng=random.Random(seed), fast=f, out=buf[1], **kw)
+        assert res.data_ptr() == buf[1].data_ptr() and torch.equal(buf[1], expected) and buf[0].isnan().all()
+    # the same draws were made: a different seed gives a different view
+    other = T.train_video_transform(frames, rng=random.Random(seed + 100), fast=False, **kw)
+    assert (other - ref).abs().max() > 10 * _rounding_tol()
+
+
+def test_fast_reversed_view_is_the_time_flip_of_the_forward_view():
+    frames = _smooth_clip()
+    kw = dict(jitter_scales=(36, 44), crop_size=32, mean=_MEAN, std=_STD, color=(0.4, 0.4, 0.4))
+    fwd = T.train_video_transform(frames, rng=random.Random(7), **kw)
+    rev = T.train_video_transform(frames, rng=random.Random(7), reverse=True, **kw)
+    # contrast uses each frame's own mean, so reversal commutes with the whole augmentation
+    assert torch.allclose(rev, fwd.flip(1), atol=1e-5)
+    assert torch.allclose(T.train_video_transform(frames.flip(0), rng=random.Random(7), **kw), rev, atol=1e-5)
+
+
+@pytest.mark.parametrize("gray", [False, True])
+@pytest.mark.parametrize("order_seed", range(4))
+def test_fused_colour_affine_equals_sequential_ops_exactly(gray, order_seed):
+    # no resizing involved: the fused affine map must equal the float ops up to float32 error
+    torch.manual_seed(order_seed)
+    crop = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    ops = T.draw_color_ops(0.4, 0.4, 0.4, random.Random(order_seed))
+    assert sorted(k for k, _ in ops) == ["b", "c", "s"]
+    fused = T.finish_view_u8(crop, mean=_MEAN, std=_STD, ops=ops, gray=gray, flip=True, reverse=True)
+    x = crop.flip([-1, 0]).permute(1, 0, 2, 3).float() / 255
+    x = T.apply_color_ops(x, ops)
+    if gray:
+        x = T.grayscale(x)
+    ref = T.normalize(x, _MEAN, _STD)
+    assert torch.allclose(fused, ref, atol=2e-5), (fused - ref).abs().max()
+    # brightness / contrast only: the cheaper diagonal branch
+    diag_ops = [op for op in ops if op[0] != "s"]
+    fused = T.finish_view_u8(crop, mean=_MEAN, std=_STD, ops=diag_ops)
+    ref = T.normalize(T.apply_color_ops(crop.permute(1, 0, 2, 3).float() / 255, diag_ops), _MEAN, _STD)
+    assert torch.allclose(fused, ref, atol=2e-5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_stica_view_matches_float_path_with_every_op(seed):
+    frames = _smooth_clip(seed=seed)
+    kw = dict(crop_size=24, mean=_MEAN, std=_STD, color_prob=1.0, gray_prob=0.5, blur_prob=1.0)
+    fast = T.stica_video_transform(frames, rng=random.Random(seed), fast=True, **kw)
+    ref = T.stica_video_transform(frames, rng=random.Random(seed), fast=False, **kw)
+    assert fast.shape == ref.shape == (3, 6, 24, 24)
+    assert (fast - ref).abs().max() <= _rounding_tol()
+
+
+def test_fast_eval_and_finetune_views_match_float_path():
+    from stica_ext.datasets.ucf_hmdb import finetune_test_transform, finetune_train_transform
+
+    frames = _smooth_clip(h=40, w=60)
+    for idx in range(3):
+        a = T.eval_video_transform(frames, crop_size=32, spatial_idx=idx, mean=_MEAN, std=_STD, fast=True)
+        b = T.eval_video_transform(frames, crop_size=32, spatial_idx=idx, mean=_MEAN, std=_STD, fast=False)
+        assert a.shape == (3, 6, 32, 32) and (a - b).abs().max() <= _rounding_tol(0.0)
+        (a, box_a), (b, box_b) = (finetune_test_transform(frames, crop_size=32, spatial_idx=idx, mean=_MEAN,
+                                                          std=_STD, fast=f) for f in (True, False))
+        assert box_a == box_b and (a - b).abs().max() <= _rounding_tol(0.0)
+    for seed in range(4):
+        for scale in [(0.3, 1.0), None]:
+            kw = dict(crop_size=24, mean=_MEAN, std=_STD, scale=scale, jitter_scales=(30, 36), color_prob=0.7)
+            (a, box_a), (b, box_b) = (finetune_train_transform(frames, rng=random.Random(seed), fast=f, **kw)
+                                      for f in (True, False))
+            assert box_a == box_b and a.shape == (3, 6, 24, 24)
+            assert (a - b).abs().max() <= _rounding_tol()
+
+
+def test_dataset_fast_augment_switch(synth_dir, tmp_path):
+    items = {}
+    for fast in (True, False):
+        cfg = tiny_cfg(synth_dir, tmp_path, **{"GDT.HYPOTHESIS": "6", "DATA.FAST_AUGMENT": str(fast)})
+        ds = build_dataset("synthetic_av", cfg, "train", sample_type="gdt")
+        items[fast] = ds[(3, 1)]
+    a, b = items[True], items[False]
+    assert a["video"].shape == b["video"].shape and a["video"].shape[0] == 4
+    assert torch.equal(a["audio"], b["audio"])
+    # same draws: the views agree up to uint8 rounding of the resized pixels (synthetic frames have hard edges,
+    # so compare the mean difference)
+    assert (a["video"] - b["video"]).abs().mean() < 0.02

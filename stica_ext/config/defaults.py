@@ -113,6 +113,10 @@ _C.DATA.SSL_COLOR_BRI_CON_SAT = [0.4, 0.4, 0.4]
 _C.DATA.ENSEMBLE_METHOD = "sum"
 # How many other samples a dataset tries when a video cannot be decoded before giving up.
 _C.DATA.NUM_RETRIES = 10
+# Fast view augmentation: resize / crop the uint8 frames and apply colour jitter, greyscale and normalisation as
+# one per-frame affine map (same random draws as the float path; pixels differ by uint8 rounding, <= 1/255
+# before jitter). False = convert the whole clip to float first (the slower reference path).
+_C.DATA.FAST_AUGMENT = True
 # UCF101 / HMDB51: folder of the split files (ucfTrainTestlist/ or testTrainMulti_7030_splits/; "" = the video root
 # DATA.PATH_TO_DATA_DIR, which holds one folder per class), the fold (1, 2 or 3), and the folds one command runs
 # one after the other, each in OUTPUT_DIR/fold<k> with a per-fold and mean +- std report ([] = DATA.FOLD only).
@@ -150,6 +154,10 @@ _C.DATA_LOADER = CfgNode()
 _C.DATA_LOADER.NUM_WORKERS = 8
 _C.DATA_LOADER.PIN_MEMORY = True
 _C.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE = False
+# Keep freed memory in the heap of data-loading processes (glibc M_MMAP_THRESHOLD / M_TRIM_THRESHOLD): avoids
+# page faults on every sample's large buffers (stica_ext/utils/malloc.py). Ignored off glibc or when the
+# MALLOC_*_THRESHOLD_ environment variables are set.
+_C.DATA_LOADER.TUNE_MALLOC = True
 
 # ---------------------------------------------------------------------------------------------------------------
 # SOLVER
@@ -423,7 +431,8 @@ NEW_KEYS = {
     "SOLVER": ("WARMUP_MULTIPLIER", "BACKBONE_LR"),
     "DATA": ("ENSEMBLE_METHOD", "SSL_COLOR_JITTER", "SSL_COLOR_BRI_CON_SAT", "NUM_RETRIES", "DECODING_BACKEND",
              "ANNOTATION_DIR", "FOLD", "FOLDS", "SKIP_MISSING_VIDEOS", "LAYOUT", "SPLIT_DIRS", "VIDEO_EXTENSIONS",
-             "CLASS_NAMES_FILE", "VALIDITY_FILTER", "PROBE_WORKERS", "INDEX_CACHE_DIR"),
+             "CLASS_NAMES_FILE", "VALIDITY_FILTER", "PROBE_WORKERS", "INDEX_CACHE_DIR", "FAST_AUGMENT"),
+    "DATA_LOADER": ("TUNE_MALLOC",),
     "BN": ("GLOBAL_SYNC",),
     "RESNET": ("WIDTH_PER_GROUP", "ZERO_INIT_FINAL_BN"),
 }

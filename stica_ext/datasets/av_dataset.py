@@ -216,12 +216,13 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             timings=self.stage_times,
         )
 
-    def _train_view(self, frames, rng):
+    def _train_view(self, frames, rng, reverse=False, out=None):
         d = self.cfg.DATA
         color = tuple(d.SSL_COLOR_BRI_CON_SAT) if d.SSL_COLOR_JITTER else None
         return T.train_video_transform(frames, jitter_scales=d.TRAIN_JITTER_SCALES, crop_size=d.TRAIN_CROP_SIZE,
                                        mean=d.MEAN, std=d.STD, rng=rng, flip=d.RANDOM_FLIP, color=color,
-                                       reference_color=self.cfg.GDT.REFERENCE_COLOR_JITTER)
+                                       reference_color=self.cfg.GDT.REFERENCE_COLOR_JITTER, fast=d.FAST_AUGMENT,
+                                       reverse=reverse, out=out)
 
     def _spectrogram(self, wave, rng, train):
         a = self.cfg.AUDIO
@@ -243,16 +244,18 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         if need_shift:
             positions.append(rng.randint(0, _GDT_NUM_POSITIONS))
         clips = self._decode(video_idx, positions, _GDT_NUM_POSITIONS, rng, self.need_audio)
-        videos, audios = [], []
+        d = self.cfg.DATA
+        names = [name for name in VIEW_ORDER if name in self.views]
+        # The views are written straight into the sample tensor (no stacking copy).
+        video = torch.empty(len(names), 3, d.NUM_FRAMES, d.TRAIN_CROP_SIZE, d.TRAIN_CROP_SIZE)
+        audios = []
         specs = {}
-        for name in VIEW_ORDER:
-            if name not in self.views:
-                continue
+        for k, name in enumerate(names):
             clip = clips[1] if name.startswith("shift") else clips[0]
             reverse = name.endswith("rev")
             with stage(self.stage_times, "augment"):
-                frames = clip.frames.flip(0) if reverse else clip.frames
-                videos.append(self._train_view(frames, rng))
+                # Own augmentation per view (spec 3.5); the reversed views reuse the decoded frames.
+                self._train_view(clip.frames, rng, reverse=reverse, out=video[k])
             if self.need_audio:
                 key = id(clip)
                 with stage(self.stage_times, "audio_features"):
@@ -260,7 +263,7 @@ class AudioVisualDataset(torch.utils.data.Dataset):
                         specs[key] = self._spectrogram(clip.audio, rng, train=True)
                     audios.append(specs[key].flip(-1) if reverse else specs[key])
         item = {
-            "video": torch.stack(videos),
+            "video": video,
             "label": torch.tensor(self.labels[video_idx]),
             "index": torch.tensor(video_idx),
         }
@@ -275,7 +278,8 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         color = tuple(d.SSL_COLOR_BRI_CON_SAT) if d.SSL_COLOR_JITTER else None
         with stage(self.stage_times, "augment"):
             views = [T.stica_video_transform(clip.frames, crop_size=d.TRAIN_CROP_SIZE, mean=d.MEAN, std=d.STD,
-                                             rng=rng, flip=d.RANDOM_FLIP, color=color) for _ in range(2)]
+                                             rng=rng, flip=d.RANDOM_FLIP, color=color, fast=d.FAST_AUGMENT)
+                     for _ in range(2)]
         item = {"video": torch.stack(views), "label": torch.tensor(self.labels[video_idx]),
                 "index": torch.tensor(video_idx)}
         if self.need_audio:
@@ -290,7 +294,7 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             with stage(self.stage_times, "augment"):
                 x = T.train_video_transform(clip.frames, jitter_scales=d.TRAIN_JITTER_SCALES,
                                             crop_size=d.TRAIN_CROP_SIZE, mean=d.MEAN, std=d.STD, rng=rng,
-                                            flip=d.RANDOM_FLIP, color=None)
+                                            flip=d.RANDOM_FLIP, color=None, fast=d.FAST_AUGMENT)
         else:
             n_spatial = self.cfg.TEST.NUM_SPATIAL_CROPS
             view = index % self.clips_per_video
@@ -299,7 +303,8 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             clip = self._decode(video_idx, [temporal_idx], n_temporal, rng, False)[0]
             with stage(self.stage_times, "augment"):
                 x = T.eval_video_transform(clip.frames, crop_size=d.TEST_CROP_SIZE,
-                                           spatial_idx=spatial_idx if n_spatial == 3 else 1, mean=d.MEAN, std=d.STD)
+                                           spatial_idx=spatial_idx if n_spatial == 3 else 1, mean=d.MEAN, std=d.STD,
+                                           fast=d.FAST_AUGMENT)
         meta = {"video_idx": video_idx, "skipped": attempt}
         return [x], self.labels[video_idx], index, float(clip.start_sec), meta
 

@@ -32,6 +32,7 @@ from typing import List, Optional, Sequence
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 import torch
 
 logger = logging.getLogger(__name__)
@@ -185,13 +186,14 @@ def decode_clips(
         clip_size = sampling_rate * num_frames / target_fps * info.fps
         delta = max(info.frames_length - clip_size, 0.0)
         clips = []
+        reformatter = VideoReformatter()
         for clip_idx in clip_indices:
             if clip_idx == -1:
                 start = rng.uniform(0.0, delta)
             else:
                 start = float(int(delta * clip_idx / max(num_clips, 1)))
             with stage(timings, "video_decode"):
-                clip = _decode_video_clip(container, vstream, info, start, clip_size, num_frames)
+                clip = _decode_video_clip(container, vstream, info, start, clip_size, num_frames, reformatter)
             clip.clip_index = int(clip_idx)
             if audio_sample_rate is not None:
                 n = int(round(audio_num_sec * audio_sample_rate))
@@ -321,7 +323,35 @@ def _decode_window(container, vstream, info, t_start, t_end):
     return [kept[i] for i in order], [times[i] for i in order], last_time
 
 
-def _decode_video_clip(container, vstream, info, start, clip_size, num_frames) -> Clip:
+def _rgb_frames(frames, index, reformatter=None):
+    """``len(index) x H x W x 3`` uint8 RGB tensor of ``frames[i] for i in index``.
+
+    Each distinct frame is converted once with one shared ``VideoReformatter`` (``VideoFrame.to_ndarray(format=...)``
+    sets up a new swscale context for every frame, which costs about as much again as the conversion itself for
+    340x256 frames) and its RGB plane is copied straight into the output.
+    """
+    reformatter = reformatter if reformatter is not None else VideoReformatter()
+    first = frames[index[0]]
+    h, w = first.height, first.width
+    out = np.empty((len(index), h, w, 3), dtype=np.uint8)
+    done = {}
+    for k, i in enumerate(index):
+        if i in done:
+            out[k] = out[done[i]]
+            continue
+        done[i] = k
+        frame = frames[i]
+        if frame.format.name != "rgb24":
+            frame = reformatter.reformat(frame, format="rgb24")
+        if frame.height != h or frame.width != w:
+            raise DecodeError(f"frame size changes within the clip ({w}x{h} -> {frame.width}x{frame.height})")
+        plane = frame.planes[0]
+        rows = np.frombuffer(plane, dtype=np.uint8).reshape(h, plane.line_size)
+        out[k] = rows[:, : w * 3].reshape(h, w, 3)
+    return torch.from_numpy(out)
+
+
+def _decode_video_clip(container, vstream, info, start, clip_size, num_frames, reformatter=None) -> Clip:
     t_start = start / info.fps
     t_end = (start + clip_size - 1.0) / info.fps
     frames, times, last_time = _decode_window(container, vstream, info, t_start, t_end)
@@ -332,8 +362,7 @@ def _decode_video_clip(container, vstream, info, start, clip_size, num_frames) -
     if not frames:
         raise DecodeError("no video frame could be decoded")
     index = torch.linspace(0, clip_size - 1, num_frames).clamp(0, len(frames) - 1).long().tolist()
-    arrays = {i: frames[i].to_ndarray(format="rgb24") for i in sorted(set(index))}
-    video = torch.from_numpy(np.stack([arrays[i] for i in index]))
+    video = _rgb_frames(frames, index, reformatter)
     frame_times = [times[i] for i in index]
     return Clip(frames=video, start_sec=frame_times[0], frame_times=frame_times)
 

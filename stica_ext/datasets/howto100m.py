@@ -456,9 +456,10 @@ def decode_clips_at(path, choose_starts: Callable[[float], Sequence[float]], *, 
         duration = info.frames_length / info.fps
         clip_size = sampling_rate * num_frames / target_fps * info.fps
         clips = []
+        reformatter = _dec.VideoReformatter()
         for start_s in choose_starts(duration):
             start = min(max(float(start_s) * info.fps, 0.0), max(info.frames_length - clip_size, 0.0))
-            clips.append(_dec._decode_video_clip(container, vstream, info, start, clip_size, num_frames))
+            clips.append(_dec._decode_video_clip(container, vstream, info, start, clip_size, num_frames, reformatter))
         return duration, clips
     except DecodeError as e:
         if path not in str(e):

@@ -1,5 +1,6 @@
 """Dataset building and data loaders (PySlowFast rule for names, epoch-aware sharded sampling)."""
 
+import functools
 import math
 
 import torch
@@ -57,15 +58,24 @@ class EpochSampler(torch.utils.data.Sampler):
         return max(self.num_samples - self.start, 0)
 
 
-def _worker_init(worker_id):
+def _worker_init(worker_id, tune_malloc=True):
     # One intra-op thread per worker: N workers x M threads would oversubscribe the cores.
     torch.set_num_threads(1)
+    if tune_malloc:
+        from ..utils.malloc import keep_freed_memory
+
+        keep_freed_memory()
 
 
 def build_loader(dataset, cfg, batch_size, shuffle, drop_last, num_workers=None, seed=None):
     """DataLoader over ``dataset`` with an :class:`EpochSampler`; ``batch_size`` is per process."""
     sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=cfg.RNG_SEED if seed is None else seed)
     workers = cfg.DATA_LOADER.NUM_WORKERS if num_workers is None else num_workers
+    tune = cfg.DATA_LOADER.TUNE_MALLOC
+    if tune and workers == 0:  # samples are made in this process
+        from ..utils.malloc import keep_freed_memory
+
+        keep_freed_memory()
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
@@ -73,7 +83,7 @@ def build_loader(dataset, cfg, batch_size, shuffle, drop_last, num_workers=None,
         num_workers=workers,
         pin_memory=cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available() and cfg.NUM_GPUS > 0,
         drop_last=drop_last,
-        worker_init_fn=_worker_init if workers > 0 else None,
+        worker_init_fn=functools.partial(_worker_init, tune_malloc=tune) if workers > 0 else None,
         persistent_workers=workers > 0,
         # its own generator: creating an iterator must not consume the global RNG (exact resume mid-epoch)
         generator=torch.Generator().manual_seed(cfg.RNG_SEED if seed is None else seed),

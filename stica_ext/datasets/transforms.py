@@ -106,9 +106,9 @@ def _grey(x):
     return _LUMA[0] * x[0:1] + _LUMA[1] * x[1:2] + _LUMA[2] * x[2:3]
 
 
-def color_jitter(x, brightness, contrast, saturation, rng):
-    """Brightness / contrast / saturation jitter in random order, one factor ``1 + U(-s, s)`` per clip, applied
-    frame by frame (contrast around each frame's mean grey level, saturation towards each frame's grey image)."""
+def draw_color_ops(brightness, contrast, saturation, rng):
+    """The random part of :func:`color_jitter`: ``[(kind, factor), ...]`` with kinds ``"b"``, ``"c"``, ``"s"``
+    (factor ``1 + U(-s, s)``, drawn in that order for the non-zero strengths), then shuffled."""
     ops = []
     if brightness > 0:
         ops.append(("b", 1.0 + rng.uniform(-brightness, brightness)))
@@ -117,6 +117,17 @@ def color_jitter(x, brightness, contrast, saturation, rng):
     if saturation > 0:
         ops.append(("s", 1.0 + rng.uniform(-saturation, saturation)))
     rng.shuffle(ops)
+    return ops
+
+
+def color_jitter(x, brightness, contrast, saturation, rng):
+    """Brightness / contrast / saturation jitter in random order, one factor ``1 + U(-s, s)`` per clip, applied
+    frame by frame (contrast around each frame's mean grey level, saturation towards each frame's grey image)."""
+    return apply_color_ops(x, draw_color_ops(brightness, contrast, saturation, rng))
+
+
+def apply_color_ops(x, ops):
+    """Apply the colour operations of :func:`draw_color_ops` to a float clip ``3 x T x H x W``."""
     for kind, alpha in ops:
         if kind == "b":
             x = x * alpha
@@ -185,49 +196,159 @@ def normalize(x, mean, std):
     return (x - mean) / std
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Fast path: geometry on uint8 frames, colour jitter + greyscale + normalisation as one per-frame affine map
+# ---------------------------------------------------------------------------------------------------------------
+#
+# The float path converts the whole decoded clip (e.g. 30 x 256 x 340) to float, resizes it, crops, and then makes
+# one pass per colour operation. The fast path resizes the uint8 frames with PyTorch's vectorised uint8 bilinear
+# kernel (channels-last, same sampling positions as the float resize; results rounded to integers), converts only
+# the crop to float and applies every colour operation and the normalisation in one pass: brightness, saturation,
+# greyscale and normalisation are linear / affine maps of the RGB vector, and contrast blends towards a frame's mean
+# grey level, which is the affine image of the frame's mean RGB. Flips (horizontal, and in time for reversed views)
+# are applied to the small uint8 crop. A Gaussian blur is applied last (it commutes with per-frame affine colour
+# maps because its kernel sums to 1). Random draws are made in the same order as on the float path, so that the
+# same ``rng`` state gives the same view up to uint8 rounding of the resized pixels.
+
+
+def resize_u8(x, size):
+    """Bilinear resize (align_corners False, no antialiasing) of a uint8 ``T x 3 x H x W`` clip to ``size``."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    x = x.contiguous(memory_format=torch.channels_last)
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def short_side_size(h, w, size):
+    """Frame size ``(new_h, new_w)`` of :func:`resize_short_side` for an ``h x w`` frame."""
+    if min(h, w) == size:
+        return h, w
+    if h <= w:
+        return size, int(math.floor(w / h * size))
+    return int(math.floor(h / w * size)), size
+
+
+def _color_affine(ops, gray, mean, std, frame_means):
+    """Compose colour operations, greyscale and normalisation into ``out = A @ rgb + c`` for ``rgb`` in [0, 255].
+
+    Returns ``A`` (3 x 3, shared by all frames) and ``c`` (3 x T, or 3 x 1 without contrast). ``frame_means`` (3 x T, mean RGB of each frame in
+    [0, 255]) is called lazily, only when a contrast operation needs it.
+    """
+    luma = torch.tensor(_LUMA, dtype=torch.float64)
+    a = torch.eye(3, dtype=torch.float64) / 255.0
+    c = torch.zeros(3, 1, dtype=torch.float64)
+    means = None
+    for kind, alpha in ops:
+        if kind == "b":
+            a, c = a * alpha, c * alpha
+        elif kind == "c":
+            if means is None:
+                means = frame_means().double()
+            ref = luma @ (a @ means + c)  # T: mean grey level of each frame at this point of the chain
+            a, c = a * alpha, c * alpha + (1.0 - alpha) * ref.unsqueeze(0)
+        else:
+            p = alpha * torch.eye(3, dtype=torch.float64) + (1.0 - alpha) * torch.ones(3, 1, dtype=torch.float64) * luma
+            a, c = p @ a, p @ c
+    if gray:
+        p = torch.ones(3, 1, dtype=torch.float64) * luma
+        a, c = p @ a, p @ c
+    inv_std = 1.0 / torch.as_tensor(std, dtype=torch.float64).view(3, 1)
+    a = a * inv_std
+    c = (c - torch.as_tensor(mean, dtype=torch.float64).view(3, 1)) * inv_std
+    return a.float(), c.float()
+
+
+def finish_view_u8(x, *, mean, std, ops=(), gray=False, flip=False, reverse=False, out=None):
+    """Final steps of a fast-path view: ``x`` is the resized and cropped uint8 clip ``T x 3 x S x S``; optional
+    horizontal flip and time reversal, then colour operations (:func:`draw_color_ops`), greyscale and normalisation
+    in one affine pass. Returns ``3 x T x S x S`` float32 (contiguous), written into ``out`` when given (e.g. one
+    view of a preallocated multi-view sample)."""
+    dims = ([-1] if flip else []) + ([0] if reverse else [])
+    if dims:
+        x = x.flip(dims)
+    xf = x.permute(1, 0, 2, 3).to(torch.float32, memory_format=torch.contiguous_format)
+    a, c = _color_affine(ops, gray, mean, std, lambda: xf.mean(dim=(-2, -1)))
+    if out is not None and (out.shape != xf.shape or not out.is_contiguous() or out.dtype != torch.float32):
+        raise ValueError(f"out must be a contiguous float32 tensor of shape {tuple(xf.shape)}")
+    if gray or any(kind == "s" for kind, _ in ops):
+        res = torch.mm(a, xf.view(3, -1), out=None if out is None else out.view(3, -1)).view_as(xf)
+    else:  # diagonal map: per-channel scale
+        res = torch.mul(xf, a.diagonal().view(3, 1, 1, 1), out=out) if out is not None else xf.mul_(
+            a.diagonal().view(3, 1, 1, 1))
+    res += c.view(3, -1, 1, 1)  # 3 x T (contrast) or 3 x 1
+    return res
+
+
 def train_video_transform(frames, *, jitter_scales, crop_size, mean, std, rng, flip=True, color=None,
-                          reference_color=False):
-    """GDT pretraining / training augmentation (spec 3.3a, with the intended per-frame colour jitter).
+                          reference_color=False, fast=True, reverse=False, out=None):
+    """GDT pretraining / training augmentation (spec 3.3a, with the intended per-frame colour jitter): short side
+    resized to ``round(U(jitter_scales))``, random ``crop_size`` crop, horizontal flip with p 0.5, colour jitter,
+    normalisation.
 
     Args:
         frames: ``T x H x W x 3`` uint8.
         color: ``(brightness, contrast, saturation)`` or None for no colour jitter.
-        reference_color: use :func:`reference_color_jitter` (the reference's layout quirk) instead.
+        reference_color: use :func:`reference_color_jitter` (the reference's layout quirk; always the float path).
+        fast: resize in uint8 and fuse the colour operations (see the fast-path notes above); False = float path.
+        reverse: return the view time-reversed (same as reversing ``frames`` first: every step acts frame by frame).
+        out: optional preallocated ``3 x T x S x S`` float32 tensor to write the view into.
 
     Returns:
         ``3 x T x crop_size x crop_size`` float, normalised.
     """
-    x = uint8_thwc_to_float_cthw(frames)
-    x = random_short_side_scale_jitter(x, jitter_scales[0], jitter_scales[1], rng)
+    if not fast or reference_color:
+        x = uint8_thwc_to_float_cthw(frames.flip(0) if reverse else frames)
+        x = random_short_side_scale_jitter(x, jitter_scales[0], jitter_scales[1], rng)
+        x = random_crop(x, crop_size, rng)
+        if flip:
+            x = horizontal_flip(x, 0.5, rng)
+        if color is not None:
+            x = (reference_color_jitter if reference_color else color_jitter)(x, *color, rng)
+        x = normalize(x, mean, std).contiguous()
+        return out.copy_(x) if out is not None else x
+    size = int(round(rng.uniform(jitter_scales[0], jitter_scales[1])))
+    x = resize_u8(frames.permute(0, 3, 1, 2), short_side_size(frames.shape[1], frames.shape[2], size))
     x = random_crop(x, crop_size, rng)
-    if flip:
-        x = horizontal_flip(x, 0.5, rng)
-    if color is not None:
-        x = (reference_color_jitter if reference_color else color_jitter)(x, *color, rng)
-    return normalize(x, mean, std).contiguous()
+    do_flip = bool(flip) and rng.random() < 0.5
+    ops = draw_color_ops(*color, rng) if color is not None else ()
+    return finish_view_u8(x, mean=mean, std=std, ops=ops, flip=do_flip, reverse=reverse, out=out)
 
 
-def eval_video_transform(frames, *, crop_size, spatial_idx, mean, std):
+def eval_video_transform(frames, *, crop_size, spatial_idx, mean, std, fast=True):
     """Deterministic evaluation view: short side resized to ``crop_size``, uniform crop ``spatial_idx``."""
-    x = uint8_thwc_to_float_cthw(frames)
-    x = resize_short_side(x, crop_size)
-    x = uniform_crop(x, crop_size, spatial_idx)
-    return normalize(x, mean, std).contiguous()
+    if not fast:
+        x = uint8_thwc_to_float_cthw(frames)
+        x = resize_short_side(x, crop_size)
+        x = uniform_crop(x, crop_size, spatial_idx)
+        return normalize(x, mean, std).contiguous()
+    x = resize_u8(frames.permute(0, 3, 1, 2), short_side_size(frames.shape[1], frames.shape[2], crop_size))
+    return finish_view_u8(uniform_crop(x, crop_size, spatial_idx), mean=mean, std=std)
 
 
 def stica_video_transform(frames, *, crop_size, mean, std, rng, scale=(0.14, 1.0), ratio=(3 / 4, 4 / 3), flip=True,
-                          color=(0.4, 0.4, 0.4), color_prob=0.8, gray_prob=0.2, blur_prob=0.5, blur_sigma=(0.1, 2.0)):
+                          color=(0.4, 0.4, 0.4), color_prob=0.8, gray_prob=0.2, blur_prob=0.5, blur_sigma=(0.1, 2.0),
+                          fast=True):
     """STiCA pretraining view (spec 3.3b, intended version): RandomResizedCrop, flip, colour jitter with
     probability ``color_prob`` (per-frame RGB, on [0, 1] values), greyscale with ``gray_prob``, Gaussian blur with
-    ``blur_prob`` and a random isotropic sigma ``U(blur_sigma)``; then normalisation. ``3 x T x S x S`` out."""
-    x = uint8_thwc_to_float_cthw(frames)
-    x = random_resized_crop(x, crop_size, scale, ratio, rng)
-    if flip:
-        x = horizontal_flip(x, 0.5, rng)
-    if color is not None and rng.random() < color_prob:
-        x = color_jitter(x, *color, rng)
-    if rng.random() < gray_prob:
-        x = grayscale(x)
-    if rng.random() < blur_prob:
-        x = gaussian_blur(x, rng.uniform(*blur_sigma))
-    return normalize(x, mean, std).contiguous()
+    ``blur_prob`` and a random isotropic sigma ``U(blur_sigma)``; then normalisation. ``3 x T x S x S`` out.
+    ``fast``: uint8 geometry and one fused colour pass (see the fast-path notes above)."""
+    if not fast:
+        x = uint8_thwc_to_float_cthw(frames)
+        x = random_resized_crop(x, crop_size, scale, ratio, rng)
+        if flip:
+            x = horizontal_flip(x, 0.5, rng)
+        if color is not None and rng.random() < color_prob:
+            x = color_jitter(x, *color, rng)
+        if rng.random() < gray_prob:
+            x = grayscale(x)
+        if rng.random() < blur_prob:
+            x = gaussian_blur(x, rng.uniform(*blur_sigma))
+        return normalize(x, mean, std).contiguous()
+    y0, x0, ch, cw = random_resized_crop_box(frames.shape[1], frames.shape[2], scale, ratio, rng)
+    x = resize_u8(frames[:, y0:y0 + ch, x0:x0 + cw].permute(0, 3, 1, 2), (crop_size, crop_size))
+    do_flip = bool(flip) and rng.random() < 0.5
+    ops = draw_color_ops(*color, rng) if (color is not None and rng.random() < color_prob) else ()
+    gray = rng.random() < gray_prob
+    sigma = rng.uniform(*blur_sigma) if rng.random() < blur_prob else None
+    x = finish_view_u8(x, mean=mean, std=std, ops=ops, gray=gray, flip=do_flip)
+    return gaussian_blur(x, sigma).contiguous() if sigma is not None else x

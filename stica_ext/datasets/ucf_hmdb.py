@@ -310,7 +310,7 @@ def _maybe_color(x, color, prob, rng):
 
 
 def finetune_train_transform(frames, *, crop_size, mean, std, rng, scale=(0.14, 1.0), ratio=(3 / 4, 4 / 3),
-                             jitter_scales=None, flip=True, color=(0.4, 0.4, 0.4), color_prob=0.8):
+                             jitter_scales=None, flip=True, color=(0.4, 0.4, 0.4), color_prob=0.8, fast=True):
     """Training augmentation of the finetuning recipe (spec 3.3b / 7.3, with the intended colour jitter).
 
     ``frames`` ``T x H x W x 3`` uint8 -> ``(3 x T x crop x crop`` normalised float, crop box ``(y0, x0, h, w)``).
@@ -318,8 +318,11 @@ def finetune_train_transform(frames, *, crop_size, mean, std, rng, scale=(0.14, 
     short-side jitter in ``jitter_scales`` and a random crop -- then a horizontal flip with p 0.5 (``flip``), then
     with probability ``color_prob`` brightness / contrast / saturation jitter of strengths ``color`` (None = off) in
     random order, per frame, on ``[0, 1]`` RGB pixels; finally ``(x - mean) / std``. Draws from ``rng`` in that
-    order.
+    order. ``fast``: uint8 geometry and one fused colour / normalisation pass (:func:`T.finish_view_u8`).
     """
+    if fast:
+        return _finetune_train_fast(frames, crop_size, mean, std, rng, scale, ratio, jitter_scales, flip, color,
+                                    color_prob)
     x = T.uint8_thwc_to_float_cthw(frames)
     if scale:
         box = random_resized_crop_box(x.shape[-2], x.shape[-1], scale, ratio, rng)
@@ -337,9 +340,33 @@ def finetune_train_transform(frames, *, crop_size, mean, std, rng, scale=(0.14, 
     return T.normalize(x, mean, std).contiguous(), box
 
 
-def finetune_test_transform(frames, *, crop_size, spatial_idx, mean, std):
+def _finetune_train_fast(frames, crop_size, mean, std, rng, scale, ratio, jitter_scales, flip, color, color_prob):
+    h, w = frames.shape[1], frames.shape[2]
+    x = frames.permute(0, 3, 1, 2)
+    if scale:
+        box = random_resized_crop_box(h, w, scale, ratio, rng)
+        x = T.resize_u8(_crop(x, box), (crop_size, crop_size))
+    else:
+        size = int(round(rng.uniform(jitter_scales[0], jitter_scales[1])))
+        nh, nw = T.short_side_size(h, w, size)
+        if nh < crop_size or nw < crop_size:
+            raise ValueError(f"cannot crop {crop_size}x{crop_size} from a {nh}x{nw} clip")
+        box = (rng.randint(0, nh - crop_size), rng.randint(0, nw - crop_size), crop_size, crop_size)
+        x = _crop(T.resize_u8(x, (nh, nw)), box)
+    do_flip = bool(flip) and rng.random() < 0.5
+    use_color = color is not None and color_prob > 0 and rng.random() < color_prob
+    ops = T.draw_color_ops(*color, rng) if use_color else ()
+    return T.finish_view_u8(x, mean=mean, std=std, ops=ops, flip=do_flip), box
+
+
+def finetune_test_transform(frames, *, crop_size, spatial_idx, mean, std, fast=True):
     """Deterministic test view: short side resized to ``crop_size``, uniform crop ``spatial_idx``, normalised.
     Returns ``(3 x T x crop x crop, box)``."""
+    if fast:
+        nh, nw = T.short_side_size(frames.shape[1], frames.shape[2], crop_size)
+        box = uniform_crop_box(nh, nw, crop_size, spatial_idx)
+        x = _crop(T.resize_u8(frames.permute(0, 3, 1, 2), (nh, nw)), box)
+        return T.finish_view_u8(x, mean=mean, std=std), box
     x = T.resize_short_side(T.uint8_thwc_to_float_cthw(frames), crop_size)
     box = uniform_crop_box(x.shape[-2], x.shape[-1], crop_size, spatial_idx)
     return T.normalize(_crop(x, box), mean, std).contiguous(), box
@@ -472,7 +499,8 @@ class FoldVideoDataset(torch.utils.data.Dataset):
                 clip.frames, crop_size=d.TRAIN_CROP_SIZE, mean=d.MEAN, std=d.STD, rng=rng,
                 scale=tuple(d.TRAIN_JITTER_SCALES_RELATIVE) or None,
                 ratio=tuple(d.TRAIN_JITTER_ASPECT_RELATIVE) or (3 / 4, 4 / 3), jitter_scales=d.TRAIN_JITTER_SCALES,
-                flip=d.RANDOM_FLIP, color=self._color(), color_prob=self.cfg.FINETUNE.COLOR_JITTER_PROB)
+                flip=d.RANDOM_FLIP, color=self._color(), color_prob=self.cfg.FINETUNE.COLOR_JITTER_PROB,
+                fast=d.FAST_AUGMENT)
         return x, box, clip.start_sec
 
     def _test_clip(self, video_idx, temporal_idx, spatial_idx, rng):
@@ -484,7 +512,7 @@ class FoldVideoDataset(torch.utils.data.Dataset):
                 mean=d.MEAN, std=d.STD, rng=rng, color=self._color(), color_prob=self.cfg.FINETUNE.COLOR_JITTER_PROB)
         else:
             x, box = finetune_test_transform(clip.frames, crop_size=d.TEST_CROP_SIZE, spatial_idx=spatial_idx,
-                                             mean=d.MEAN, std=d.STD)
+                                             mean=d.MEAN, std=d.STD, fast=d.FAST_AUGMENT)
         return x, box, clip.start_sec
 
     def _warn(self, video_idx, err):

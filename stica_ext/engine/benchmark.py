@@ -322,6 +322,15 @@ def _key(dataset, i):
     return (i % n, i // n)
 
 
+def _worker_like_allocator(cfg):
+    """The allocator settings of a DataLoader worker (``DATA_LOADER.TUNE_MALLOC``) for measurements made in this
+    process."""
+    if cfg is None or cfg.DATA_LOADER.TUNE_MALLOC:
+        from ..utils.malloc import keep_freed_memory
+
+        keep_freed_memory()
+
+
 def stage_latency(dataset, num_samples, batch_size, threads=1):
     """Per-stage latency of ``num_samples`` items of ``dataset`` (in this process, ``threads`` intra-op threads)
     and of collating batches of ``batch_size`` items.
@@ -332,6 +341,7 @@ def stage_latency(dataset, num_samples, batch_size, threads=1):
     """
     from torch.utils.data import default_collate
 
+    _worker_like_allocator(getattr(dataset, "cfg", None))
     has_hook = hasattr(dataset, "stage_times")
     per_stage = {k: [] for k in STAGES}
     totals, others, items = [], [], []
@@ -623,6 +633,7 @@ def decode_ratio_report(cfg, clip_dir, layout="", num_samples=12, threads=1):
     from ..datasets import build_dataset
 
     c = four_view_cfg(cfg, clip_dir)
+    _worker_like_allocator(c)
     dataset = build_dataset("audiovisual", c, "train", sample_type="gdt")
     span = c.DATA.SAMPLING_RATE * c.DATA.NUM_FRAMES / c.DATA.TARGET_FPS
     durations = {p: _video_duration(p) for p in dataset.paths}
