@@ -152,6 +152,26 @@ def test_stica_pretrain_and_probe(synth_dir, tmp_path):
     item = ds[0]
     assert item["video"].shape == (2, 3, 4, 32, 32) and item["audio"].shape == (1, 257, 99)
     assert not torch.equal(item["video"][0], item["video"][1])  # independently augmented views
+    # RandomResizedCrop ranges: the recipe's by default, DATA.TRAIN_JITTER_SCALES_RELATIVE / ASPECT_RELATIVE if set
+    from stica_ext.datasets import av_dataset
+
+    seen = []
+    real = av_dataset.T.stica_video_transform
+
+    def spy(frames, **kw):
+        seen.append((kw["scale"], kw["ratio"]))
+        return real(frames, **kw)
+
+    av_dataset.T.stica_video_transform = spy
+    try:
+        ds[1]
+        c2 = cfg.clone()
+        c2.defrost()
+        c2.DATA.TRAIN_JITTER_SCALES_RELATIVE, c2.DATA.TRAIN_JITTER_ASPECT_RELATIVE = [0.5, 1.0], [0.9, 1.1]
+        build_dataset("synthetic_av", c2, "train")[1]
+    finally:
+        av_dataset.T.stica_video_transform = real
+    assert seen == [((0.14, 1.0), (0.75, 4 / 3))] * 2 + [((0.5, 1.0), (0.9, 1.1))] * 2
     results = run_task(cfg)
     epoch = [s for s in read_stats(tmp_path) if s["_type"] == "train_epoch"][0]
     assert {"loss_crops", "loss_av", "acc_crops", "acc_av"} <= set(epoch)

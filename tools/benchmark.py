@@ -32,7 +32,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--cfg", dest="cfg_files", nargs="+", default=[], help="YAML config file(s), merged in order")
-    p.add_argument("--report", choices=REPORTS + ("all",), default="all", help="which report(s) to run")
+    p.add_argument("--report", choices=REPORTS + ("all", "ssl"), default="all",
+                   help="which report(s) to run ('all' = model, data, train)")
     p.add_argument("--out", default="", help="output folder (default OUTPUT_DIR/benchmark)")
     p.add_argument("--tag", default="", help="name of this run (file names <report>_<tag>.*, summary rows)")
     p.add_argument("--summary", metavar="DIR", default="",
@@ -53,6 +54,10 @@ def parse_args(argv=None):
     g = p.add_argument_group("train report")
     g.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
     g.add_argument("--iters", type=int, default=20, help="timed iterations")
+    g = p.add_argument_group("ssl report (not part of 'all': hours on a CPU)")
+    g.add_argument("--methods", default="gdt_h1,gdt_h6,stica", help="methods of the SSL benchmark, comma-separated")
+    g.add_argument("--seeds", default="0,1,2", help="seeds of the SSL benchmark, comma-separated")
+    g.add_argument("--no-supervised", action="store_true", help="skip the supervised reference runs")
     p.add_argument("--batch-size", type=int, default=0,
                    help="per-process batch of the data / train reports (default TRAIN.BATCH_SIZE / world size)")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=None, help="config overrides KEY VALUE ...")
@@ -69,6 +74,8 @@ def run(args):
         B.write_report(s, args.summary, "summary")
         print(s["markdown"])
         return {"summary": s}
+    if args.report == "ssl":
+        return {"ssl": run_ssl(args)}
     if not args.cfg_files:
         raise SystemExit("benchmark.py: --cfg is required (e.g. --cfg configs/GDT/K400_AV_R2plus1D_18_H1.yaml)")
     cfg = assert_and_infer_cfg(load_config(args))
@@ -101,6 +108,28 @@ def run(args):
         print(B.to_markdown(r))
         results[kind] = r
     return results
+
+
+def run_ssl(args):
+    """The self-supervised learning benchmark (:mod:`stica_ext.engine.ssl_benchmark`): each method's own config
+    file, then ``--cfg`` files and ``KEY VALUE`` overrides for all of them."""
+    from stica_ext.engine import benchmark as B
+    from stica_ext.engine.ssl_benchmark import METHODS, run_ssl_benchmark
+    from stica_ext.utils.logging import setup_logging
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"benchmark.py: unknown --methods {unknown}; choose from {sorted(METHODS)}")
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    out = args.out or os.path.join("output", "ssl_benchmark")
+    setup_logging(out)
+    report = run_ssl_benchmark(out, methods, seeds, list(args.opts or []), supervised=not args.no_supervised,
+                               progress=B.progress, cfg_files=args.cfg_files)
+    with open(os.path.join(out, "ssl_benchmark.md")) as f:
+        print(f.read())
+    B.progress(f"wrote {os.path.join(out, 'ssl_benchmark.json')} and ssl_benchmark.md")
+    return report
 
 
 def main(argv=None):

@@ -143,7 +143,8 @@ _C.DATA.PROBE_WORKERS = 4
 # (new) Where validity indexes are cached ("" = <data dir>/.stica_index, else $STICA_EXT_CACHE/index).
 _C.DATA.INDEX_CACHE_DIR = ""
 # RandomResizedCrop for training clips of UCF101 / HMDB51 (PySlowFast names): area fraction [min, max] and aspect
-# ratio [min, max]; [] = short-side jitter (TRAIN_JITTER_SCALES) + random crop instead.
+# ratio [min, max]; [] = short-side jitter (TRAIN_JITTER_SCALES) + random crop instead. STiCA pretraining views
+# always use RandomResizedCrop: these ranges when set, else the recipe's [0.14, 1] and [3/4, 4/3].
 _C.DATA.TRAIN_JITTER_SCALES_RELATIVE = []
 _C.DATA.TRAIN_JITTER_ASPECT_RELATIVE = []
 

@@ -277,8 +277,13 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         clip = self._decode(video_idx, [-1], 1, rng, self.need_audio)[0]
         color = tuple(d.SSL_COLOR_BRI_CON_SAT) if d.SSL_COLOR_JITTER else None
         with stage(self.stage_times, "augment"):
+            # RandomResizedCrop area / aspect ranges: DATA.TRAIN_JITTER_SCALES_RELATIVE / ASPECT_RELATIVE
+            # (PySlowFast's keys), default the recipe's (0.14, 1) and (3/4, 4/3).
+            scale = tuple(d.TRAIN_JITTER_SCALES_RELATIVE) or (0.14, 1.0)
+            ratio = tuple(d.TRAIN_JITTER_ASPECT_RELATIVE) or (3 / 4, 4 / 3)
             views = [T.stica_video_transform(clip.frames, crop_size=d.TRAIN_CROP_SIZE, mean=d.MEAN, std=d.STD,
-                                             rng=rng, flip=d.RANDOM_FLIP, color=color, fast=d.FAST_AUGMENT)
+                                             rng=rng, flip=d.RANDOM_FLIP, color=color, scale=scale, ratio=ratio,
+                                             fast=d.FAST_AUGMENT)
                      for _ in range(2)]
         item = {"video": torch.stack(views), "label": torch.tensor(self.labels[video_idx]),
                 "index": torch.tensor(video_idx)}

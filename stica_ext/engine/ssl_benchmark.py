@@ -1,0 +1,299 @@
+"""Self-supervised learning benchmark on the embedded synthetic audio-visual dataset.
+
+For every seed and method (:data:`METHODS`: GDT H1, GDT H6 = variant to time reversal and time shift, STiCA; each
+a config file plus overrides) the benchmark
+
+1. pretrains on the synthetic training split for the config's budget (``SOLVER.MAX_EPOCH``; an existing run in the
+   same output folder is resumed, a finished one reused),
+2. linear-probes the video backbone on the held-out test split next to the same network at random init
+   (:func:`stica_ext.engine.linear_probe.linear_probe_task`),
+3. measures on the test split, with the pretrained embeddings (:func:`av_metrics`):
+   audio -> video retrieval R@1 / R@5 (each clip's audio against the videos of all test clips),
+   synchronisation accuracy (the audio of a clip scores its own video above the video of the same video's other,
+   non-overlapping clip) and time-direction accuracy (the audio scores the forward video above the time-reversed
+   one). Chance: ``1 / N`` for R@1, 50 % for the two accuracies.
+
+and once per seed trains the same video network with labels (:func:`stica_ext.engine.finetune.finetune_fold`
+from random init, ``MODEL_NAME: VideoClassifier``, the pretraining's solver and epoch budget) as the supervised
+reference. The report (``ssl_benchmark.json`` / ``.md``) has every run and mean +- std (sample standard deviation)
+over seeds; objectives marked as targeting synchronisation / time direction are flagged in the table.
+"""
+
+import copy
+import logging
+import math
+import os
+import random
+import time
+
+import simplejson
+import torch
+
+from ..config import assert_and_infer_cfg, get_cfg
+from ..datasets import build_dataset
+
+logger = logging.getLogger(__name__)
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# name -> config file (relative to the repository), overrides, label, what the objective targets.
+METHODS = {
+    "gdt_h1": {"cfg": "configs/GDT/SYNTH_AV_demo.yaml", "opts": ["GDT.HYPOTHESIS", "1"],
+               "label": "GDT H1 (cross-modal)", "targets": []},
+    "gdt_h6": {"cfg": "configs/GDT/SYNTH_AV_demo.yaml", "opts": ["GDT.HYPOTHESIS", "6"],
+               "label": "GDT H6 (variant to reversal + shift)", "targets": ["sync", "direction"]},
+    "stica": {"cfg": "configs/STICA/SYNTH_AV_demo.yaml", "opts": [],
+              "label": "STiCA (crops + cross-modal)", "targets": []},
+}
+SUPERVISED = "supervised"
+METRICS = ("probe_top1", "random_top1", "supervised_top1", "a2v_r1", "a2v_r5", "sync_acc", "direction_acc",
+           "pretrain_min")
+
+
+def _resolve(path):
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    return os.path.join(_REPO, path)
+
+
+def method_cfg(method, seed, out_dir, opts=(), spec=None, cfg_files=()):
+    """Config of ``method`` (a :data:`METHODS` key, or ``spec`` = ``{"cfg", "opts"}``) for ``seed``, writing to
+    ``out_dir/<method>/seed<seed>``; extra ``cfg_files`` and then ``opts`` (``KEY VALUE`` pairs) are applied
+    last."""
+    spec = spec or METHODS[method]
+    cfg = get_cfg()
+    for f in [spec["cfg"]] + list(cfg_files):
+        cfg.merge_from_file(_resolve(f))
+    cfg.merge_from_list(list(spec.get("opts", [])) + list(opts))
+    cfg.TASK = "ssl_pretrain"
+    cfg.RNG_SEED = int(seed)
+    cfg.OUTPUT_DIR = os.path.join(out_dir, method, f"seed{seed}")
+    cfg.LINEAR.COMPARE_RANDOM_INIT = True
+    cfg.TRAIN.ENABLE = cfg.TEST.ENABLE = True
+    return assert_and_infer_cfg(cfg)
+
+
+def supervised_cfg(base, seed, out_dir):
+    """Supervised reference for ``base`` (a pretraining config): a VideoClassifier with the same video network,
+    trained from random init with labels on the training split, same solver and epochs, tested on the test split."""
+    cfg = base.clone()
+    cfg.defrost()
+    cfg.TASK = "finetune"
+    cfg.MODEL.MODEL_NAME = "VideoClassifier"
+    cfg.RNG_SEED = int(seed)
+    cfg.OUTPUT_DIR = os.path.join(out_dir, SUPERVISED, f"seed{seed}")
+    cfg.TRAIN.CHECKPOINT_FILE_PATH = ""
+    cfg.DATA.FOLDS = []
+    cfg.TRAIN.ENABLE = cfg.TEST.ENABLE = True
+    cfg.FINETUNE.EVAL_EPOCHS = []
+    return assert_and_infer_cfg(cfg)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Audio-visual metrics
+# ---------------------------------------------------------------------------------------------------------------
+class ClipPairs(torch.utils.data.Dataset):
+    """For every video of a split: its first and its last clip (``clip_indices [0, 1]`` of 1 uniform position:
+    non-overlapping when the video is at least two clips long), deterministic test views (short side resized to
+    ``TEST_CROP_SIZE``, centre crop) and their spectrograms without augmentation.
+
+    Items: ``video`` ``2 x 3 x T x S x S``, ``audio`` ``2 x 1 x F x Tspec``, ``index``, ``starts`` (s).
+    """
+
+    def __init__(self, cfg, split="test"):
+        self.cfg = cfg
+        self.ds = build_dataset(cfg.TEST.DATASET, cfg, split, sample_type="gdt")
+
+    def __len__(self):
+        return self.ds.num_videos
+
+    def __getitem__(self, key):
+        from ..datasets import transforms as T
+
+        i = int(key[0]) if isinstance(key, (tuple, list)) else int(key)  # (index, epoch) keys of the loaders
+        d = self.cfg.DATA
+        rng = random.Random(f"{self.cfg.RNG_SEED}-clip-pairs-{i}")
+        clips = self.ds._decode(i, [0, 1], 1, rng, True)
+        video = torch.stack([T.eval_video_transform(c.frames, crop_size=d.TEST_CROP_SIZE, spatial_idx=1, mean=d.MEAN,
+                                                    std=d.STD, fast=d.FAST_AUGMENT) for c in clips])
+        audio = torch.stack([self.ds._spectrogram(c.audio, rng, train=False) for c in clips])
+        return {"video": video, "audio": audio, "index": torch.tensor(i),
+                "starts": torch.tensor([float(c.start_sec) for c in clips])}
+
+
+def _recall(sim, ks=(1, 5)):
+    """Fraction of rows whose own column (the diagonal) ranks within the top k."""
+    own = sim.diagonal().unsqueeze(1)
+    rank = (sim > own).sum(dim=1)  # 0 = best
+    return {k: float((rank < k).float().mean()) for k in ks}
+
+
+def av_scores(va, vb, va_rev, aa, ab):
+    """Metrics from L2-normalised embeddings (rows = videos): ``va`` / ``vb`` videos of clips a / b, ``va_rev``
+    time-reversed videos of clips a, ``aa`` / ``ab`` audios of clips a / b. Returns percentages."""
+    sim_a = aa @ va.t()
+    sim_b = ab @ vb.t()
+    r_a, r_b = _recall(sim_a), _recall(sim_b)
+    own_a, own_b = (aa * va).sum(1), (ab * vb).sum(1)
+    sync = torch.cat([own_a > (aa * vb).sum(1), own_b > (ab * va).sum(1)]).float().mean()
+    direction = (own_a > (aa * va_rev).sum(1)).float().mean()
+    n = va.shape[0]
+    return {"a2v_r1": 50.0 * (r_a[1] + r_b[1]), "a2v_r5": 50.0 * (r_a[5] + r_b[5]),
+            "sync_acc": 100.0 * float(sync), "direction_acc": 100.0 * float(direction),
+            "num_videos": n, "chance_r1": 100.0 / n}
+
+
+@torch.no_grad()
+def av_metrics(cfg, checkpoint_path, split="test", batch_size=None):
+    """Audio -> video retrieval, synchronisation and time-direction accuracy of the pretrained model in
+    ``checkpoint_path`` on ``split`` (:class:`ClipPairs`, :func:`av_scores`)."""
+    from ..datasets import build_loader
+    from ..models.build import build_model
+    from . import checkpoint as cu
+    from .launch import get_device
+
+    device = get_device(cfg)
+    model = build_model(cfg)
+    if checkpoint_path:
+        cu.load_checkpoint(checkpoint_path, model)
+    model = model.to(device).eval()
+    data = ClipPairs(cfg, split)
+    loader = build_loader(data, cfg, batch_size or cfg.TEST.BATCH_SIZE, shuffle=False, drop_last=False)
+    emb = {k: [] for k in ("va", "vb", "va_rev", "aa", "ab")}
+    order = []
+    for batch in loader:
+        v, a = batch["video"].to(device), batch["audio"].to(device)
+        emb["va"].append(model.encode_video(v[:, 0]).float())
+        emb["vb"].append(model.encode_video(v[:, 1]).float())
+        emb["va_rev"].append(model.encode_video(v[:, 0].flip(2)).float())
+        emb["aa"].append(model.encode_audio(a[:, 0]).float())
+        emb["ab"].append(model.encode_audio(a[:, 1]).float())
+        order.append(batch["index"])
+    emb = {k: torch.cat(v).cpu() for k, v in emb.items()}
+    return av_scores(**emb)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Runner and report
+# ---------------------------------------------------------------------------------------------------------------
+def _probe_rows(results):
+    by = {r["model"]: r for r in results}
+    return by["pretrained"]["video_top1"], by["random init"]["video_top1"]
+
+
+def run_method(method, seed, out_dir, opts=(), spec=None, cfg_files=()):
+    """Pretrain (or resume / reuse), probe and measure one method for one seed. Returns the run's record."""
+    from . import checkpoint as cu
+    from .linear_probe import linear_probe_task
+    from .train_ssl import train_ssl
+
+    cfg = method_cfg(method, seed, out_dir, opts, spec, cfg_files)
+    existing = cu.get_last_checkpoint(cfg.OUTPUT_DIR)
+    t0 = time.perf_counter()
+    last = train_ssl(cfg)
+    minutes = (time.perf_counter() - t0) / 60.0
+    if not last or "_iter_" in os.path.basename(last):
+        raise RuntimeError(f"{method} seed {seed}: pretraining did not finish ({last})")
+    probe = linear_probe_task(cfg, last)
+    top1, rnd = _probe_rows(probe)
+    rec = {"method": method, "seed": int(seed), "checkpoint": last, "epochs": int(cfg.SOLVER.MAX_EPOCH),
+           "probe_top1": top1, "random_top1": rnd, "probe": probe,
+           "pretrain_min": None if existing else minutes, "resumed_from": existing}
+    rec.update(av_metrics(cfg, last))
+    return rec, cfg
+
+
+def run_supervised(base_cfg, seed, out_dir):
+    from .finetune import finetune_fold
+
+    cfg = supervised_cfg(base_cfg, seed, out_dir)
+    t0 = time.perf_counter()
+    results = finetune_fold(cfg)
+    last = results["last epoch"]
+    return {"method": SUPERVISED, "seed": int(seed), "supervised_top1": last["video_top1"],
+            "epochs": int(cfg.SOLVER.MAX_EPOCH), "train_min": (time.perf_counter() - t0) / 60.0, "results": results}
+
+
+def _mean_std(values):
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return None, None
+    m = sum(values) / len(values)
+    s = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return m, s
+
+
+def summarise(runs, methods):
+    """``{method: {metric: {"mean", "std", "n"}}}`` over the seeds of ``runs`` (and the supervised runs)."""
+    sup = [r["supervised_top1"] for r in runs if r["method"] == SUPERVISED]
+    out = {}
+    for m in methods:
+        rows = [r for r in runs if r["method"] == m]
+        summary = {}
+        for k in METRICS:
+            vals = sup if k == "supervised_top1" else [r.get(k) for r in rows]
+            mean, std = _mean_std(vals)
+            summary[k] = {"mean": mean, "std": std, "n": len([v for v in vals if v is not None])}
+        gains = [r["probe_top1"] - r["random_top1"] for r in rows]
+        mean, std = _mean_std(gains)
+        summary["gain_over_random"] = {"mean": mean, "std": std, "n": len(gains)}
+        out[m] = summary
+    return out
+
+
+def _fmt(s, nd=1):
+    if s is None or s["mean"] is None:
+        return "-"
+    return f"{s['mean']:.{nd}f} +- {s['std']:.{nd}f}" if s["n"] > 1 else f"{s['mean']:.{nd}f}"
+
+
+def format_table(summary, specs, seeds):
+    lines = [f"Seeds {', '.join(str(s) for s in seeds)} (mean +- std over seeds; video-level top-1 %, test split).",
+             "",
+             "| method | probe top-1 | random init | supervised | gain | a->v R@1 | a->v R@5 | sync acc | "
+             "direction acc | pretrain min |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for m, s in summary.items():
+        targets = specs[m].get("targets", [])
+        sync = _fmt(s["sync_acc"]) + (" (t)" if "sync" in targets else "")
+        direction = _fmt(s["direction_acc"]) + (" (t)" if "direction" in targets else "")
+        lines.append(f"| {specs[m].get('label', m)} | {_fmt(s['probe_top1'])} | {_fmt(s['random_top1'])} | "
+                     f"{_fmt(s['supervised_top1'])} | {_fmt(s['gain_over_random'])} | {_fmt(s['a2v_r1'])} | "
+                     f"{_fmt(s['a2v_r5'])} | {sync} | {direction} | {_fmt(s['pretrain_min'])} |")
+    lines += ["", "(t): the objective targets this property. Chance: R@1 = 100 / number of test videos, "
+                  "sync / direction = 50 %."]
+    return "\n".join(lines)
+
+
+def run_ssl_benchmark(out_dir, methods=("gdt_h1", "gdt_h6", "stica"), seeds=(0, 1, 2), opts=(), supervised=True,
+                      specs=None, progress=None, cfg_files=()):
+    """Run the benchmark (see the module docstring) into ``out_dir``; returns the report dict and writes
+    ``ssl_benchmark.json`` / ``ssl_benchmark.md`` there after every run (a killed benchmark keeps what it had)."""
+    specs = copy.deepcopy(specs or {m: METHODS[m] for m in methods})
+    say = progress or (lambda msg: logger.info(msg))
+    os.makedirs(out_dir, exist_ok=True)
+    runs = []
+    report = {}
+
+    def write():
+        report.update({"report": "ssl", "methods": {m: specs[m] for m in methods}, "seeds": list(seeds),
+                       "cfg_files": list(cfg_files), "opts": list(opts), "runs": runs, "summary": summarise(runs, methods)})
+        with open(os.path.join(out_dir, "ssl_benchmark.json"), "w") as f:
+            simplejson.dump(report, f, indent=2, ignore_nan=True)
+        with open(os.path.join(out_dir, "ssl_benchmark.md"), "w") as f:
+            f.write(format_table(report["summary"], specs, seeds) + "\n")
+
+    for seed in seeds:
+        base = None
+        for m in methods:
+            say(f"ssl benchmark: {m}, seed {seed}: pretraining + probe + audio-visual metrics")
+            rec, cfg = run_method(m, seed, out_dir, opts, specs[m], cfg_files)
+            base = base or cfg
+            runs.append(rec)
+            write()
+        if supervised and base is not None:
+            say(f"ssl benchmark: supervised reference, seed {seed}")
+            runs.append(run_supervised(base, seed, out_dir))
+            write()
+    write()
+    return report

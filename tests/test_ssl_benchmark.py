@@ -1,0 +1,129 @@
+"""Self-supervised learning benchmark (stica_ext/engine/ssl_benchmark.py, tools/benchmark.py --report ssl)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stica_ext.engine import ssl_benchmark as S
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# the demo configs shrunk to the tiny fixture dataset: 1 epoch, narrow network, 4 frames at 32 px
+TINY = ["DATA.PATH_TO_DATA_DIR", None, "SOLVER.MAX_EPOCH", "1", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "4",
+        "RESNET.WIDTH_PER_GROUP", "4", "GDT.EMBED_DIM", "16", "GDT.MLP_HIDDEN_DIM", "32", "DATA.NUM_FRAMES", "4",
+        "DATA.TRAIN_JITTER_SCALES", "[32, 40]", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
+        "DATA_LOADER.NUM_WORKERS", "0", "AUDIO.SAMPLE_RATE", "16000", "LINEAR.EPOCHS", "2",
+        "LINEAR.NUM_TRAIN_VIDEOS", "0", "LINEAR.TRAIN_CLIPS_PER_VIDEO", "1", "SOLVER.WARMUP_EPOCHS", "0.0",
+        "LOG_PERIOD", "1"]
+
+
+def tiny_opts(synth_dir):
+    return [synth_dir if x is None else x for x in TINY]
+
+
+def test_av_scores_hand_computed():
+    # 3 videos; audio i points at video i except audio 2, which points at video 0
+    va = torch.eye(3)
+    aa = F.normalize(torch.tensor([[1.0, 0.1, 0], [0, 1, 0.1], [1, 0, 0.5]]), dim=1)
+    vb = F.normalize(torch.tensor([[0.0, 1, 1], [1, 0, 1], [1, 1, 0]]), dim=1)  # the other clip of each video
+    ab = aa.clone()
+    va_rev = F.normalize(torch.tensor([[1.0, 1, 0], [0, 1, 0], [0, 0, 1]]), dim=1)
+    m = S.av_scores(va, vb, va_rev, aa, ab)
+    # a->v R@1: clip a: audios 0, 1 find their video, 2 does not (2/3); clip b: sims ab @ vb.T
+    sim_b = ab @ vb.t()
+    r1_b = float((sim_b.argmax(1) == torch.arange(3)).float().mean())
+    assert m["a2v_r1"] == pytest.approx(50 * (2 / 3 + r1_b))
+    assert m["a2v_r5"] == pytest.approx(100.0)  # 3 candidates
+    own_a, own_b = (aa * va).sum(1), (ab * vb).sum(1)
+    sync = torch.cat([own_a > (aa * vb).sum(1), own_b > (ab * va).sum(1)]).float().mean()
+    assert m["sync_acc"] == pytest.approx(100 * float(sync))
+    # direction: audio 0: own 0.995 vs rev (1+0.1)/sqrt2/norm; audio 1: own vs rev equal (not strictly greater)
+    expect = (own_a > (aa * va_rev).sum(1)).float().mean()
+    assert m["direction_acc"] == pytest.approx(100 * float(expect))
+    assert m["num_videos"] == 3 and m["chance_r1"] == pytest.approx(100 / 3)
+
+
+def test_recall_counts_ties_against_the_query():
+    sim = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+    assert S._recall(sim, ks=(1,)) == {1: 1.0}  # a tie is not ranked above the own item
+    sim = torch.tensor([[0.5, 1.0], [0.0, 1.0]])
+    assert S._recall(sim, ks=(1, 2)) == {1: 0.5, 2: 1.0}
+
+
+def test_summary_mean_std_and_table():
+    runs = [
+        {"method": "gdt_h1", "seed": 0, "probe_top1": 30.0, "random_top1": 10.0, "a2v_r1": 5.0, "a2v_r5": 20.0,
+         "sync_acc": 50.0, "direction_acc": 55.0, "pretrain_min": 2.0},
+        {"method": "gdt_h1", "seed": 1, "probe_top1": 40.0, "random_top1": 12.0, "a2v_r1": 7.0, "a2v_r5": 22.0,
+         "sync_acc": 52.0, "direction_acc": 57.0, "pretrain_min": None},
+        {"method": "supervised", "seed": 0, "supervised_top1": 60.0},
+        {"method": "supervised", "seed": 1, "supervised_top1": 70.0},
+    ]
+    s = S.summarise(runs, ["gdt_h1"])["gdt_h1"]
+    assert s["probe_top1"]["mean"] == 35.0 and s["probe_top1"]["std"] == pytest.approx(7.0710678)
+    assert s["gain_over_random"]["mean"] == 24.0 and s["gain_over_random"]["std"] == pytest.approx(5.6568542)
+    assert s["supervised_top1"]["mean"] == 65.0 and s["supervised_top1"]["n"] == 2
+    assert s["pretrain_min"]["mean"] == 2.0 and s["pretrain_min"]["n"] == 1  # resumed runs have no time
+    table = S.format_table({"gdt_h1": s}, {"gdt_h1": S.METHODS["gdt_h1"]}, [0, 1])
+    assert "| GDT H1 (cross-modal) | 35.0 +- 7.1 | 11.0 +- 1.4 | 65.0 +- 7.1 | 24.0 +- 5.7 |" in table
+
+
+def test_method_configs_are_the_demo_recipes(tmp_path):
+    h6 = S.method_cfg("gdt_h6", 2, str(tmp_path))
+    assert h6.GDT.HYPOTHESIS == "6" and h6.RNG_SEED == 2 and h6.MODEL.MODEL_NAME == "GDT"
+    assert h6.OUTPUT_DIR == os.path.join(str(tmp_path), "gdt_h6", "seed2") and h6.LINEAR.COMPARE_RANDOM_INIT
+    st = S.method_cfg("stica", 0, str(tmp_path), ["SOLVER.MAX_EPOCH", "3"])
+    assert st.MODEL.MODEL_NAME == "STiCA" and st.SOLVER.MAX_EPOCH == 3 and st.AUDIO.NUM_MEL_BINS == 257
+    sup = S.supervised_cfg(h6, 2, str(tmp_path))
+    assert sup.TASK == "finetune" and sup.MODEL.MODEL_NAME == "VideoClassifier"
+    assert sup.SOLVER.MAX_EPOCH == h6.SOLVER.MAX_EPOCH and sup.SOLVER.OPTIMIZING_METHOD == h6.SOLVER.OPTIMIZING_METHOD
+    assert sup.RESNET.WIDTH_PER_GROUP == h6.RESNET.WIDTH_PER_GROUP and sup.TRAIN.CHECKPOINT_FILE_PATH == ""
+
+
+def test_clip_pairs_are_the_first_and_last_clip(synth_dir, tmp_path):
+    cfg = S.method_cfg("gdt_h1", 0, str(tmp_path), tiny_opts(synth_dir))
+    data = S.ClipPairs(cfg, "test")
+    assert len(data) == 6
+    item = data[1]
+    assert item["video"].shape == (2, 3, 4, 32, 32) and item["audio"].shape[:2] == (2, 1)
+    clip_len = cfg.DATA.NUM_FRAMES * cfg.DATA.SAMPLING_RATE / cfg.DATA.TARGET_FPS
+    assert item["starts"][0] == 0 and item["starts"][1] >= clip_len  # 2-s videos: no overlap
+    assert not torch.equal(item["audio"][0], item["audio"][1])
+    assert torch.equal(data[1]["video"], item["video"])  # deterministic
+
+
+@pytest.mark.parametrize("method", ["gdt_h6", "stica"])
+def test_run_method_end_to_end(synth_dir, tmp_path, method):
+    rec, cfg = S.run_method(method, 0, str(tmp_path), tiny_opts(synth_dir))
+    assert rec["epochs"] == 1 and os.path.isfile(rec["checkpoint"]) and rec["resumed_from"] is None
+    for k in ("probe_top1", "random_top1", "a2v_r1", "a2v_r5", "sync_acc", "direction_acc"):
+        assert 0.0 <= rec[k] <= 100.0
+    assert rec["num_videos"] == 6 and rec["pretrain_min"] > 0
+    # a finished run is reused, not retrained
+    again, _ = S.run_method(method, 0, str(tmp_path), tiny_opts(synth_dir))
+    assert again["resumed_from"] == rec["checkpoint"] and again["pretrain_min"] is None
+    assert again["a2v_r1"] == rec["a2v_r1"] and again["probe_top1"] == rec["probe_top1"]
+
+
+def test_command_line_report(synth_dir, tmp_path):
+    out = tmp_path / "ssl"
+    env = dict(os.environ, STICA_EXT_NO_SLOWFAST="1", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--report", "ssl", "--methods", "gdt_h1",
+           "--seeds", "0,1", "--out", str(out), *tiny_opts(synth_dir)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads((out / "ssl_benchmark.json").read_text())
+    assert report["seeds"] == [0, 1] and list(report["methods"]) == ["gdt_h1"]
+    kinds = [(x["method"], x["seed"]) for x in report["runs"]]
+    assert kinds == [("gdt_h1", 0), ("supervised", 0), ("gdt_h1", 1), ("supervised", 1)]
+    s = report["summary"]["gdt_h1"]
+    assert s["probe_top1"]["n"] == 2 and s["supervised_top1"]["n"] == 2 and s["a2v_r1"]["std"] is not None
+    md = (out / "ssl_benchmark.md").read_text()
+    assert "| GDT H1 (cross-modal) |" in md and "+-" in md and md.strip() in r.stdout
+    assert os.path.isfile(out / "gdt_h1" / "seed1" / "linear_probe.json")
+    assert os.path.isfile(out / "supervised" / "seed0" / "results.json")
