@@ -127,3 +127,19 @@ def test_command_line_report(synth_dir, tmp_path):
     assert "| GDT H1 (cross-modal) |" in md and "+-" in md and md.strip() in r.stdout
     assert os.path.isfile(out / "gdt_h1" / "seed1" / "linear_probe.json")
     assert os.path.isfile(out / "supervised" / "seed0" / "results.json")
+
+
+def test_supervised_reference_with_bf16_and_channels_last(synth_dir, tmp_path):
+    # the finetuning loop honours the speed switches (CPU bf16 autocast, channels-last inputs) like pretraining
+    from stica_ext.engine.finetune import finetune_fold
+    from stica_ext.utils.logging import parse_json_stats
+
+    base = S.method_cfg("gdt_h1", 0, str(tmp_path), tiny_opts(synth_dir) + [
+        "TRAIN.MIXED_PRECISION", "True", "TRAIN.CHANNELS_LAST", "True"])
+    cfg = S.supervised_cfg(base, 0, str(tmp_path))
+    assert cfg.TRAIN.MIXED_PRECISION and cfg.TRAIN.CHANNELS_LAST
+    results = finetune_fold(cfg)
+    assert 0.0 <= results["last epoch"]["video_top1"] <= 100.0
+    with open(os.path.join(cfg.OUTPUT_DIR, "log.txt")) as f:
+        epochs = [s for s in parse_json_stats(f) if s["_type"] == "finetune_epoch"]
+    assert len(epochs) == 1 and 0.0 < epochs[0]["loss"] < 10.0

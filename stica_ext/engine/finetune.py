@@ -167,8 +167,11 @@ def collect_clip_outputs(fn, loader, device):
 def evaluate_classifier(cfg, model, loader, dataset, device):
     """Clip and video top-1 / top-5 (%) of ``model`` on a test loader; views of a video are aggregated by
     ``DATA.ENSEMBLE_METHOD``. Clips that could not be decoded are left out and counted (``skipped_clips``)."""
+    from .train_ssl import video_to_channels_last
+
     model.eval()
-    logits, labels, index, ok = collect_clip_outputs(lambda x: model([x]), loader, device)
+    layout = video_to_channels_last if cfg.TRAIN.CHANNELS_LAST else (lambda x: x)
+    logits, labels, index, ok = collect_clip_outputs(lambda x: model([layout(x)]), loader, device)
     if not bool(ok.any()):
         raise RuntimeError(f"no test clip of {type(dataset).__name__} could be decoded")
     metrics = classification_metrics(logits[ok], labels[ok], index[ok] // dataset.clips_per_video,
@@ -181,7 +184,10 @@ def evaluate_classifier(cfg, model, loader, dataset, device):
 # -------------------------------------------------------------------------------------------------------------------
 # Training
 # -------------------------------------------------------------------------------------------------------------------
-def _train_epoch(cfg, model, loader, optimizer, epoch, device):
+def _train_epoch(cfg, model, loader, optimizer, epoch, device, scaler=None):
+    from .train_ssl import amp_settings, video_to_channels_last
+
+    amp, amp_dtype = amp_settings(cfg, device)
     model.train()  # BatchNorm layers train in batch mode (spec 7.5)
     lrs = set_finetune_lr(optimizer, cfg, epoch)
     meters = MeterDict()
@@ -191,16 +197,26 @@ def _train_epoch(cfg, model, loader, optimizer, epoch, device):
     for it, (frames, labels, _, _, meta) in enumerate(loader):
         data_time = data_timer.seconds()
         x = frames[0].to(device, non_blocking=True)
+        if cfg.TRAIN.CHANNELS_LAST:
+            x = video_to_channels_last(x)
         y = labels.to(device, non_blocking=True)
-        logits = model([x])
-        loss = F.cross_entropy(logits, y)
+        with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
+            logits = model([x])
+        loss = F.cross_entropy(logits.float(), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, iteration {it + 1}")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaled = scaler is not None and scaler.is_enabled()
+        (scaler.scale(loss) if scaled else loss).backward()
+        if scaled:
+            scaler.unscale_(optimizer)
         if cfg.SOLVER.CLIP_GRAD_L2NORM:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.SOLVER.CLIP_GRAD_L2NORM)
-        optimizer.step()
+        if scaled:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         bs = x.shape[0]
         top1 = topk_correct(logits.detach(), y, ks=(1,))[0]
         skipped += int(torch.as_tensor(meta["skipped"]).sum())
@@ -265,11 +281,15 @@ def finetune_fold(cfg):
     history = []
     final = int(cfg.SOLVER.MAX_EPOCH)
     if cfg.TRAIN.ENABLE:
+        from .train_ssl import amp_settings
+
         optimizer = construct_finetune_optimizer(model, cfg)
+        amp, amp_dtype = amp_settings(cfg, device)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
         last = cu.get_last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
         start_epoch = 0
         if last:
-            ckpt = cu.load_checkpoint(last, model, optimizer)
+            ckpt = cu.load_checkpoint(last, model, optimizer, scaler)
             start_epoch, history = int(ckpt["epoch"]), list(ckpt.get("eval_history") or [])
             logger.info("resumed from %s (epoch %d completed)", last, start_epoch)
         elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
@@ -290,10 +310,10 @@ def finetune_fold(cfg):
                     cfg.DATA.FOLD, start_epoch + 1, final, len(train_loader), per_proc, ws)
         for epoch in range(start_epoch, final):
             set_loader_epoch(train_loader, epoch)
-            _train_epoch(cfg, model, train_loader, optimizer, epoch, device)
+            _train_epoch(cfg, model, train_loader, optimizer, epoch, device, scaler)
             if test_loader is not None and epoch + 1 in _eval_epochs(cfg):
                 history.append(_evaluate_epoch(cfg, model, test_loader, test_set, device, epoch + 1))
-            cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch + 1, cfg,
+            cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch + 1, cfg, scaler=scaler,
                                keep_period=cfg.TRAIN.CHECKPOINT_PERIOD, extra={"eval_history": history})
             du.synchronize()
         if test_loader is not None and (not history or history[-1]["epoch"] != final):
