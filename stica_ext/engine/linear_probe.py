@@ -148,16 +148,6 @@ def load_backbone_weights(model, path, checkpoint_type="pytorch"):
     if path:
         load_weights_from_cfg(model, path, checkpoint_type)
     return model
-    ckpt = cu.load_checkpoint(path, None)
-    state = ckpt["model_state"]
-    result = model.load_state_dict(state, strict=False)
-    missing_video = [k for k in result.missing_keys if k.startswith("video_network.")]
-    if missing_video:
-        raise RuntimeError(f"checkpoint {path} lacks {len(missing_video)} video-backbone keys, e.g. {missing_video[:5]}")
-    if result.missing_keys or result.unexpected_keys:
-        logger.warning("checkpoint %s: missing %s, unexpected %s (not used by the probe)", path,
-                       result.missing_keys[:10], result.unexpected_keys[:10])
-    return model
 
 
 def run_linear_probe(cfg, checkpoint_path="", tag="pretrained", checkpoint_type="pytorch"):

@@ -169,7 +169,8 @@ def av_metrics(cfg, checkpoint_path, split="test", batch_size=None):
         emb["aa"].append(model.encode_audio(a[:, 0]).float())
         emb["ab"].append(model.encode_audio(a[:, 1]).float())
         order.append(batch["index"])
-    emb = {k: torch.cat(v).cpu() for k, v in emb.items()}
+    order = torch.argsort(torch.cat(order))
+    emb = {k: torch.cat(v).cpu()[order] for k, v in emb.items()}
     return av_scores(**emb)
 
 
