@@ -47,7 +47,7 @@ def test_pretrain_checkpoint_resume_probe(synth_dir, tmp_path):
     # the resumed run started from the saved parameters, not from scratch
     w2 = ckpt["model_state"]["video_network.base.stem.0.weight"]
     w3 = torch.load(last3, weights_only=True)["model_state"]["video_network.base.stem.0.weight"]
-    assert not torch.equal(w2, w3) and (w3 - w2).abs().max() < 0.5
+    assert not torch.equal(w2, w3) and (w3 - w2).norm() < 0.25 * w2.norm()
 
     # probe: pretrained and random init, results written
     cfgp = tiny_cfg(synth_dir, tmp_path / "probe", **{"TASK": "linear_probe", "TRAIN.CHECKPOINT_FILE_PATH": last3})
