@@ -276,3 +276,37 @@ def test_tool_writes_json_and_markdown_with_overrides(synth_dir, tmp_path):
     data = json.loads((out / "model_tiny.json").read_text())
     assert data["params"]["total"] == res["model"]["params"]["total"]
     assert (out / "model_tiny.md").read_text().startswith("## Model: tiny")
+
+
+def test_keep_freed_memory_respects_the_environment(monkeypatch):
+    import platform
+
+    from stica_ext.utils import malloc
+
+    monkeypatch.setattr(malloc, "_applied", None)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert malloc.keep_freed_memory() is False  # the user's own setting wins
+    assert malloc.keep_freed_memory() is False  # decided once per process
+    monkeypatch.setattr(malloc, "_applied", None)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    applied = malloc.keep_freed_memory()
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert applied is True
+    assert malloc.keep_freed_memory() is applied
+
+
+def test_loader_workers_get_the_allocator_setting(synth_dir, tmp_path):
+    import functools
+
+    from stica_ext.datasets import build_dataset, build_loader
+
+    cfg = _small(synth_dir, tmp_path, **{"DATA_LOADER.NUM_WORKERS": 1})
+    ds = build_dataset("synthetic_av", cfg, "train")
+    loader = build_loader(ds, cfg, 2, shuffle=False, drop_last=False)
+    assert isinstance(loader.worker_init_fn, functools.partial) and loader.worker_init_fn.keywords == {
+        "tune_malloc": True}
+    cfg.defrost()
+    cfg.DATA_LOADER.TUNE_MALLOC = False
+    loader = build_loader(ds, cfg, 2, shuffle=False, drop_last=False)
+    assert loader.worker_init_fn.keywords == {"tune_malloc": False}
