@@ -108,6 +108,9 @@ def test_run_method_end_to_end(synth_dir, tmp_path, method):
     again, _ = S.run_method(method, 0, str(tmp_path), tiny_opts(synth_dir))
     assert again["resumed_from"] == rec["checkpoint"] and again["pretrain_min"] is None
     assert again["a2v_r1"] == rec["a2v_r1"] and again["probe_top1"] == rec["probe_top1"]
+    # ... but not when the config changed since
+    with pytest.raises(RuntimeError, match=r"another config \(STICA.CROP_TEMPERATURE: 0.5 -> 0.3"):
+        S.run_method(method, 0, str(tmp_path), tiny_opts(synth_dir) + ["STICA.CROP_TEMPERATURE", "0.3"])
 
 
 def test_command_line_report(synth_dir, tmp_path):

@@ -182,6 +182,32 @@ def _probe_rows(results):
     return by["pretrained"]["video_top1"], by["random init"]["video_top1"]
 
 
+def _flat(node, prefix=""):
+    out = {}
+    for k, v in node.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_reusable(cfg):
+    """A run already in ``cfg.OUTPUT_DIR`` is resumed / reused only if it was made with the same config (its
+    ``config.yaml``); otherwise raise an error naming the folder and the differing keys."""
+    path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+    if not os.path.isfile(path):
+        return
+    saved = get_cfg()
+    saved.merge_from_file(path)
+    old, new = _flat(saved), _flat(cfg)
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:5])
+        raise RuntimeError(f"{cfg.OUTPUT_DIR} holds a run with another config ({shown}); remove it or choose "
+                           f"another --out")
+
+
 def run_method(method, seed, out_dir, opts=(), spec=None, cfg_files=()):
     """Pretrain (or resume / reuse), probe and measure one method for one seed. Returns the run's record."""
     from . import checkpoint as cu
@@ -189,6 +215,7 @@ def run_method(method, seed, out_dir, opts=(), spec=None, cfg_files=()):
     from .train_ssl import train_ssl
 
     cfg = method_cfg(method, seed, out_dir, opts, spec, cfg_files)
+    check_reusable(cfg)
     existing = cu.get_last_checkpoint(cfg.OUTPUT_DIR)
     t0 = time.perf_counter()
     last = train_ssl(cfg)
