@@ -18,17 +18,22 @@ def uint8_thwc_to_float_cthw(frames):
     return frames.permute(3, 0, 1, 2).float().div_(255.0)
 
 
+def short_side_size(h, w, size):
+    """Frame size ``(new_h, new_w)`` of :func:`resize_short_side` for an ``h x w`` frame."""
+    if min(h, w) == size:
+        return h, w
+    if h <= w:
+        return size, int(math.floor(w / h * size))
+    return int(math.floor(h / w * size)), size
+
+
 def resize_short_side(x, size):
     """Bilinear resize (align_corners False) so that the short side is ``size``; the long side is
     ``floor(long / short · size)``. No-op when the short side already equals ``size``."""
     h, w = x.shape[-2:]
     if min(h, w) == size:
         return x
-    if h <= w:
-        new_h, new_w = size, int(math.floor(w / h * size))
-    else:
-        new_h, new_w = int(math.floor(h / w * size)), size
-    return F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=short_side_size(h, w, size), mode="bilinear", align_corners=False)
 
 
 def random_short_side_scale_jitter(x, min_size, max_size, rng):
@@ -217,15 +222,6 @@ def resize_u8(x, size):
         return x
     x = x.contiguous(memory_format=torch.channels_last)
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
-
-
-def short_side_size(h, w, size):
-    """Frame size ``(new_h, new_w)`` of :func:`resize_short_side` for an ``h x w`` frame."""
-    if min(h, w) == size:
-        return h, w
-    if h <= w:
-        return size, int(math.floor(w / h * size))
-    return int(math.floor(h / w * size)), size
 
 
 def _color_affine(ops, gray, mean, std, frame_means):
