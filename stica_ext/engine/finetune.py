@@ -37,7 +37,7 @@ from ..utils.logging import log_json_stats, setup_logging
 from . import checkpoint as cu
 from .train_ssl import setup_run
 from .linear_probe import classification_metrics, linear_probe_task
-from .meters import MeterDict, Timer, topk_correct
+from .meters import MeterDict, Timer, mean_std, topk_correct
 from .optim import get_lr_at_epoch
 
 logger = logging.getLogger(__name__)
@@ -353,13 +353,6 @@ def _evaluate_epoch(cfg, model, loader, dataset, device, epoch):
 # -------------------------------------------------------------------------------------------------------------------
 # Folds
 # -------------------------------------------------------------------------------------------------------------------
-def _std(values):
-    if len(values) < 2:
-        return 0.0
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def summarise_folds(per_fold, metrics):
     """``{row: {metric: {"values": [...], "mean", "std"}}}`` over folds (sample standard deviation, n - 1) for the
     rows present in every fold."""
@@ -371,7 +364,8 @@ def summarise_folds(per_fold, metrics):
         for key, _ in metrics:
             values = [float(per_fold[f][row][key]) for f in folds if key in per_fold[f][row]]
             if len(values) == len(folds):
-                out[row][key] = {"values": values, "mean": sum(values) / len(values), "std": _std(values)}
+                mean, std = mean_std(values)
+                out[row][key] = {"values": values, "mean": mean, "std": std}
     return out
 
 

@@ -1,7 +1,20 @@
 """Small meters for training / evaluation statistics."""
 
+import math
 import time
 from collections import defaultdict
+
+
+def mean_std(values):
+    """``(mean, sample standard deviation)`` of ``values`` (std 0 for a single value; ``(None, None)`` when
+    empty)."""
+    values = [float(v) for v in values]
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 class ScalarMeter:

@@ -21,7 +21,6 @@ over seeds; objectives marked as targeting synchronisation / time direction are 
 
 import copy
 import logging
-import math
 import os
 import random
 import time
@@ -31,6 +30,7 @@ import torch
 
 from ..config import assert_and_infer_cfg, get_cfg
 from ..datasets import build_dataset
+from .meters import mean_std
 
 logger = logging.getLogger(__name__)
 
@@ -243,12 +243,7 @@ def run_supervised(base_cfg, seed, out_dir):
 
 
 def _mean_std(values):
-    values = [float(v) for v in values if v is not None]
-    if not values:
-        return None, None
-    m = sum(values) / len(values)
-    s = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return m, s
+    return mean_std([v for v in values if v is not None])
 
 
 def summarise(runs, methods):
