@@ -224,6 +224,21 @@ class AudioVisualDataset(torch.utils.data.Dataset):
                                        reference_color=self.cfg.GDT.REFERENCE_COLOR_JITTER, fast=d.FAST_AUGMENT,
                                        reverse=reverse, out=out)
 
+    def _eval_view(self, frames, spatial_idx=1):
+        d = self.cfg.DATA
+        return T.eval_video_transform(frames, crop_size=d.TEST_CROP_SIZE, spatial_idx=spatial_idx, mean=d.MEAN,
+                                      std=d.STD, fast=d.FAST_AUGMENT)
+
+    def eval_clips(self, video_idx, clip_indices, num_clips, rng):
+        """Deterministic test views (short side resized to ``TEST_CROP_SIZE``, centre crop) of the clips at
+        ``clip_indices`` (uniform positions of ``num_clips``, one container opening) and, when the dataset has audio,
+        their spectrograms without augmentation. Returns ``(video C x 3 x T x S x S, audio C x 1 x F x Tspec or
+        None, start times in s)``."""
+        clips = self._decode(video_idx, list(clip_indices), num_clips, rng, self.need_audio)
+        video = torch.stack([self._eval_view(c.frames) for c in clips])
+        audio = torch.stack([self._spectrogram(c.audio, rng, train=False) for c in clips]) if self.need_audio else None
+        return video, audio, [float(c.start_sec) for c in clips]
+
     def _spectrogram(self, wave, rng, train):
         a = self.cfg.AUDIO
         if train and a.VOLUME_JITTER > 0:
@@ -307,9 +322,7 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             n_temporal = max(1, self.clips_per_video // n_spatial)
             clip = self._decode(video_idx, [temporal_idx], n_temporal, rng, False)[0]
             with stage(self.stage_times, "augment"):
-                x = T.eval_video_transform(clip.frames, crop_size=d.TEST_CROP_SIZE,
-                                           spatial_idx=spatial_idx if n_spatial == 3 else 1, mean=d.MEAN, std=d.STD,
-                                           fast=d.FAST_AUGMENT)
+                x = self._eval_view(clip.frames, spatial_idx if n_spatial == 3 else 1)
         meta = {"video_idx": video_idx, "skipped": attempt}
         return [x], self.labels[video_idx], index, float(clip.start_sec), meta
 

@@ -108,17 +108,10 @@ class ClipPairs(torch.utils.data.Dataset):
         return self.ds.num_videos
 
     def __getitem__(self, key):
-        from ..datasets import transforms as T
-
         i = int(key[0]) if isinstance(key, (tuple, list)) else int(key)  # (index, epoch) keys of the loaders
-        d = self.cfg.DATA
         rng = random.Random(f"{self.cfg.RNG_SEED}-clip-pairs-{i}")
-        clips = self.ds._decode(i, [0, 1], 1, rng, True)
-        video = torch.stack([T.eval_video_transform(c.frames, crop_size=d.TEST_CROP_SIZE, spatial_idx=1, mean=d.MEAN,
-                                                    std=d.STD, fast=d.FAST_AUGMENT) for c in clips])
-        audio = torch.stack([self.ds._spectrogram(c.audio, rng, train=False) for c in clips])
-        return {"video": video, "audio": audio, "index": torch.tensor(i),
-                "starts": torch.tensor([float(c.start_sec) for c in clips])}
+        video, audio, starts = self.ds.eval_clips(i, [0, 1], 1, rng)
+        return {"video": video, "audio": audio, "index": torch.tensor(i), "starts": torch.tensor(starts)}
 
 
 def _recall(sim, ks=(1, 5)):
