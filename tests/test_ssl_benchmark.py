@@ -132,10 +132,28 @@ def test_command_line_report(synth_dir, tmp_path):
     assert os.path.isfile(out / "supervised" / "seed0" / "results.json")
 
 
-def test_supervised_reference_with_bf16_and_channels_last(synth_dir, tmp_path):
+def test_supervised_reference_with_bf16_and_channels_last(synth_dir, tmp_path, monkeypatch):
     # the finetuning loop honours the speed switches (CPU bf16 autocast, channels-last inputs) like pretraining
+    import importlib
+
     from stica_ext.engine.finetune import finetune_fold
     from stica_ext.utils.logging import parse_json_stats
+
+    train_ssl = importlib.import_module("stica_ext.engine.train_ssl")
+    autocasts, layouts = [], []
+    real_autocast, real_cl = torch.autocast, train_ssl.video_to_channels_last
+
+    def spy_autocast(*args, **kw):
+        autocasts.append((kw.get("dtype"), kw.get("enabled")))
+        return real_autocast(*args, **kw)
+
+    def spy_cl(x):
+        out = real_cl(x)
+        layouts.append(out.is_contiguous(memory_format=torch.channels_last_3d))
+        return out
+
+    monkeypatch.setattr(torch, "autocast", spy_autocast)
+    monkeypatch.setattr(train_ssl, "video_to_channels_last", spy_cl)
 
     base = S.method_cfg("gdt_h1", 0, str(tmp_path), tiny_opts(synth_dir) + [
         "TRAIN.MIXED_PRECISION", "True", "TRAIN.CHANNELS_LAST", "True"])
@@ -146,3 +164,7 @@ def test_supervised_reference_with_bf16_and_channels_last(synth_dir, tmp_path):
     with open(os.path.join(cfg.OUTPUT_DIR, "log.txt")) as f:
         epochs = [s for s in parse_json_stats(f) if s["_type"] == "finetune_epoch"]
     assert len(epochs) == 1 and 0.0 < epochs[0]["loss"] < 10.0
+    # training iterations under bf16 autocast (the enabled=False ones are the fp32 islands inside the network)
+    enabled = [dtype for dtype, on in autocasts if on]
+    assert len(enabled) >= 3 and set(enabled) == {torch.bfloat16}  # 12 videos, batch 4: 3 iterations
+    assert layouts and all(layouts)  # training and test batches converted to channels-last

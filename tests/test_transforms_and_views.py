@@ -206,3 +206,4 @@ def test_dataset_fast_augment_switch(synth_dir, tmp_path):
     # same draws: the views agree up to uint8 rounding of the resized pixels (synthetic frames have hard edges,
     # so compare the mean difference)
     assert (a["video"] - b["video"]).abs().mean() < 0.02
+    assert not torch.equal(a["video"], b["video"])  # ... and the switch did select the other path
