@@ -3,6 +3,8 @@
 
     python tools/benchmark.py --cfg CONFIG.yaml [--report model|data|train|all] [--out DIR] [options] [KEY VALUE ...]
     python tools/benchmark.py --summary DIR       # table of the train*.json runs in DIR (tools/gpu_benchmark.sh)
+    python tools/benchmark.py --report ssl [--methods gdt_h1,gdt_h6,stica] [--seeds 0,1,2] [--out DIR] [KEY VALUE ...]
+                                                  # self-supervised learning benchmark (stica_ext.engine.ssl_benchmark)
 
 Config files and KEY VALUE overrides work as in tools/run_net.py. Reports are written to ``--out`` (default
 ``OUTPUT_DIR/benchmark``) as ``<report>[_<tag>].json`` and ``.md``; the Markdown also goes to stdout.
