@@ -71,6 +71,15 @@ def test_summary_mean_std_and_table():
     assert s["pretrain_min"]["mean"] == 2.0 and s["pretrain_min"]["n"] == 1  # resumed runs have no time
     table = S.format_table({"gdt_h1": s}, {"gdt_h1": S.METHODS["gdt_h1"]}, [0, 1])
     assert "| GDT H1 (cross-modal) | 35.0 +- 7.1 | 11.0 +- 1.4 | 65.0 +- 7.1 | 24.0 +- 5.7 |" in table
+    assert table.splitlines()[4].endswith("| 2.0 / - |")  # wall / CPU minutes (no CPU record)
+
+
+def test_cpu_clock_counts_child_processes():
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass"
+    with S.CpuClock() as clock:
+        subprocess.run([sys.executable, "-c", burn], check=True)
+    assert clock.cpu_min * 60 >= 0.6  # the child's CPU time, not only this (idle, waiting) process
+    assert clock.wall_min * 60 >= 0.6
 
 
 def test_method_configs_are_the_demo_recipes(tmp_path):
@@ -104,9 +113,14 @@ def test_run_method_end_to_end(synth_dir, tmp_path, method):
     for k in ("probe_top1", "random_top1", "a2v_r1", "a2v_r5", "sync_acc", "direction_acc"):
         assert 0.0 <= rec[k] <= 100.0
     assert rec["num_videos"] == 6 and rec["pretrain_min"] > 0
-    # a finished run is reused, not retrained
+    # CPU time counts this process and the loader worker: more than nothing, less than 2 busy cores per wall minute
+    assert 0 < rec["pretrain_cpu_min"] <= 2.5 * rec["pretrain_min"] * max(1, os.cpu_count())
+    # a finished run is reused, not retrained, and keeps its recorded time
     again, _ = S.run_method(method, 0, str(tmp_path), tiny_opts(synth_dir))
-    assert again["resumed_from"] == rec["checkpoint"] and again["pretrain_min"] is None
+    assert again["resumed_from"] == rec["checkpoint"]
+    assert again["pretrain_min"] == rec["pretrain_min"] and again["pretrain_cpu_min"] == rec["pretrain_cpu_min"]
+    os.remove(os.path.join(cfg.OUTPUT_DIR, S.TIMING_FILE))  # a run without a time record reports no time
+    assert S.run_method(method, 0, str(tmp_path), tiny_opts(synth_dir))[0]["pretrain_min"] is None
     assert again["a2v_r1"] == rec["a2v_r1"] and again["probe_top1"] == rec["probe_top1"]
     # ... but not when the config changed since
     with pytest.raises(RuntimeError, match=r"another config \(STICA.CROP_TEMPERATURE: 0.5 -> 0.3"):

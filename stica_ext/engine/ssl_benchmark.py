@@ -20,9 +20,11 @@ over seeds; objectives marked as targeting synchronisation / time direction are 
 """
 
 import copy
+import gc
 import logging
 import os
 import random
+import resource
 import time
 
 import simplejson
@@ -47,7 +49,8 @@ METHODS = {
 }
 SUPERVISED = "supervised"
 METRICS = ("probe_top1", "random_top1", "supervised_top1", "a2v_r1", "a2v_r5", "sync_acc", "direction_acc",
-           "pretrain_min")
+           "pretrain_min", "pretrain_cpu_min")
+TIMING_FILE = "pretrain_time.json"
 
 
 def _resolve(path):
@@ -201,8 +204,42 @@ def check_reusable(cfg):
                            f"another --out")
 
 
+class CpuClock:
+    """Wall and CPU time of a block: CPU = this process (all threads) + its finished child processes (data loader
+    workers, joined when their loader is collected)."""
+
+    def __enter__(self):
+        gc.collect()
+        self.wall0, self.cpu0, self.child0 = time.perf_counter(), time.process_time(), self._children()
+        return self
+
+    @staticmethod
+    def _children():
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    def __exit__(self, *exc):
+        gc.collect()  # joins the workers of loaders that are no longer referenced
+        self.wall_min = (time.perf_counter() - self.wall0) / 60.0
+        self.cpu_min = (time.process_time() - self.cpu0 + self._children() - self.child0) / 60.0
+        return False
+
+
+def load_timing(run_dir):
+    """The pretraining time record of a run folder (``{"wall_min", "cpu_min", "complete", "resumed_from"}``) or
+    None."""
+    path = os.path.join(run_dir, TIMING_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return simplejson.load(f)
+
+
 def run_method(method, seed, out_dir, opts=(), spec=None, cfg_files=()):
-    """Pretrain (or resume / reuse), probe and measure one method for one seed. Returns the run's record."""
+    """Pretrain (or resume / reuse), probe and measure one method for one seed. Returns the run's record.
+
+    The pretraining's wall and CPU minutes (:class:`CpuClock`) are kept in the run folder (:data:`TIMING_FILE`), so
+    a reused run still reports them; a run resumed after a kill reports none (the killed part was not timed)."""
     from . import checkpoint as cu
     from .linear_probe import linear_probe_task
     from .train_ssl import train_ssl
@@ -210,16 +247,25 @@ def run_method(method, seed, out_dir, opts=(), spec=None, cfg_files=()):
     cfg = method_cfg(method, seed, out_dir, opts, spec, cfg_files)
     check_reusable(cfg)
     existing = cu.get_last_checkpoint(cfg.OUTPUT_DIR)
-    t0 = time.perf_counter()
-    last = train_ssl(cfg)
-    minutes = (time.perf_counter() - t0) / 60.0
+    finished = existing == cu.checkpoint_path(cfg.OUTPUT_DIR, cfg.SOLVER.MAX_EPOCH)
+    with CpuClock() as clock:
+        last = train_ssl(cfg)
     if not last or "_iter_" in os.path.basename(last):
         raise RuntimeError(f"{method} seed {seed}: pretraining did not finish ({last})")
+    timing = load_timing(cfg.OUTPUT_DIR)
+    if not finished:  # a resumed run's killed segments were not timed: its total is marked incomplete
+        timing = {"wall_min": clock.wall_min, "cpu_min": clock.cpu_min, "complete": not existing,
+                  "resumed_from": existing}
+        with open(os.path.join(cfg.OUTPUT_DIR, TIMING_FILE), "w") as f:
+            simplejson.dump(timing, f, indent=2)
+    complete = bool(timing and timing.get("complete"))
     probe = linear_probe_task(cfg, last)
     top1, rnd = _probe_rows(probe)
     rec = {"method": method, "seed": int(seed), "checkpoint": last, "epochs": int(cfg.SOLVER.MAX_EPOCH),
            "probe_top1": top1, "random_top1": rnd, "probe": probe,
-           "pretrain_min": None if existing else minutes, "resumed_from": existing}
+           "pretrain_min": timing["wall_min"] if complete else None,
+           "pretrain_cpu_min": timing["cpu_min"] if complete else None,
+           "resumed_from": existing}
     rec.update(av_metrics(cfg, last))
     return rec, cfg
 
@@ -267,7 +313,7 @@ def format_table(summary, specs, seeds):
     lines = [f"Seeds {', '.join(str(s) for s in seeds)} (mean +- std over seeds; video-level top-1 %, test split).",
              "",
              "| method | probe top-1 | random init | supervised | gain | a->v R@1 | a->v R@5 | sync acc | "
-             "direction acc | pretrain min |",
+             "direction acc | pretrain min (wall / CPU) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for m, s in summary.items():
         targets = specs[m].get("targets", [])
@@ -275,9 +321,10 @@ def format_table(summary, specs, seeds):
         direction = _fmt(s["direction_acc"]) + (" (t)" if "direction" in targets else "")
         lines.append(f"| {specs[m].get('label', m)} | {_fmt(s['probe_top1'])} | {_fmt(s['random_top1'])} | "
                      f"{_fmt(s['supervised_top1'])} | {_fmt(s['gain_over_random'])} | {_fmt(s['a2v_r1'])} | "
-                     f"{_fmt(s['a2v_r5'])} | {sync} | {direction} | {_fmt(s['pretrain_min'])} |")
+                     f"{_fmt(s['a2v_r5'])} | {sync} | {direction} | {_fmt(s['pretrain_min'])} / "
+                     f"{_fmt(s['pretrain_cpu_min'])} |")
     lines += ["", "(t): the objective targets this property. Chance: R@1 = 100 / number of test videos, "
-                  "sync / direction = 50 %."]
+                  "sync / direction = 50 %. CPU minutes: the training process and its loader workers."]
     return "\n".join(lines)
 
 
