@@ -1,5 +1,6 @@
 """End-to-end engine tests on a tiny synthetic dataset: pretrain -> checkpoint -> resume -> probe, bad videos."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -178,3 +179,18 @@ def test_stica_pretrain_and_probe(synth_dir, tmp_path):
     assert [r["model"] for r in results] == ["pretrained", "random init"]
     state = torch.load(cu.checkpoint_path(str(tmp_path), 1), weights_only=True)["model_state"]
     assert any(k.startswith("video_network.base.") for k in state)
+
+
+def test_cpu_bf16_autocast_falls_back_to_float32_without_native_support(monkeypatch):
+    from stica_ext.config import get_cfg
+    T = importlib.import_module("stica_ext.engine.train_ssl")
+
+    cfg = get_cfg()
+    cfg.TRAIN.MIXED_PRECISION = True
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(T, "cpu_has_native_bf16", lambda: True)
+    assert T.amp_settings(cfg, cpu) == (True, torch.bfloat16)
+    monkeypatch.setattr(T, "cpu_has_native_bf16", lambda: False)
+    assert T.amp_settings(cfg, cpu) == (False, torch.float32)
+    cfg.TRAIN.MIXED_PRECISION = False
+    assert T.amp_settings(cfg, cpu) == (False, torch.float32)

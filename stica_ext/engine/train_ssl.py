@@ -157,13 +157,32 @@ def epoch_seed(cfg, epoch):
     return (cfg.RNG_SEED * 1_000_003 + du.get_rank() * 10_007 + epoch) % (2**31)
 
 
+def cpu_has_native_bf16():
+    """Whether this CPU computes bfloat16 convolutions natively (AVX512-BF16 / AMX, as oneDNN reports it); without
+    it bf16 is emulated and slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # no oneDNN query in this build: assume yes, as before
+        return True
+
+
+_warned_bf16 = []
+
+
 def amp_settings(cfg, device):
-    """``(enabled, dtype)`` of autocast for ``TRAIN.MIXED_PRECISION`` / ``TRAIN.AMP_DTYPE``."""
+    """``(enabled, dtype)`` of autocast for ``TRAIN.MIXED_PRECISION`` / ``TRAIN.AMP_DTYPE``. bfloat16 on a CPU without
+    native bf16 support is turned off with a warning (emulated bf16 is slower than float32)."""
     if not cfg.TRAIN.MIXED_PRECISION:
         return False, torch.float32
     dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.TRAIN.AMP_DTYPE]
     if device.type == "cpu" and dtype == torch.float16:
         raise ValueError("TRAIN.AMP_DTYPE float16 needs a GPU; use bfloat16 on the CPU (or TRAIN.MIXED_PRECISION False)")
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        if not _warned_bf16:
+            logger.warning("TRAIN.MIXED_PRECISION: this CPU has no native bfloat16 (AVX512-BF16 / AMX); training in "
+                           "float32 instead")
+            _warned_bf16.append(True)
+        return False, torch.float32
     return True, dtype
 
 
