@@ -226,8 +226,7 @@ class CpuClock:
 
 
 def load_timing(run_dir):
-    """The pretraining time record of a run folder (``{"wall_min", "cpu_min", "complete", "resumed_from"}``) or
-    None."""
+    """The pretraining time record of a run folder (``{"wall_min", "cpu_min", "resumed_from"}``) or None."""
     path = os.path.join(run_dir, TIMING_FILE)
     if not os.path.isfile(path):
         return None
@@ -253,12 +252,11 @@ def run_method(method, seed, out_dir, opts=(), spec=None, cfg_files=()):
     if not last or "_iter_" in os.path.basename(last):
         raise RuntimeError(f"{method} seed {seed}: pretraining did not finish ({last})")
     timing = load_timing(cfg.OUTPUT_DIR)
-    if not finished:  # a resumed run's killed segments were not timed: its total is marked incomplete
-        timing = {"wall_min": clock.wall_min, "cpu_min": clock.cpu_min, "complete": not existing,
-                  "resumed_from": existing}
+    if not finished:
+        timing = {"wall_min": clock.wall_min, "cpu_min": clock.cpu_min, "resumed_from": existing}
         with open(os.path.join(cfg.OUTPUT_DIR, TIMING_FILE), "w") as f:
             simplejson.dump(timing, f, indent=2)
-    complete = bool(timing and timing.get("complete"))
+    complete = bool(timing) and not timing["resumed_from"]  # a resumed run's killed segments were not timed
     probe = linear_probe_task(cfg, last)
     top1, rnd = _probe_rows(probe)
     rec = {"method": method, "seed": int(seed), "checkpoint": last, "epochs": int(cfg.SOLVER.MAX_EPOCH),
