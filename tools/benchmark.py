@@ -3,7 +3,7 @@
 
     python tools/benchmark.py --cfg CONFIG.yaml [--report model|data|train|all] [--out DIR] [options] [KEY VALUE ...]
     python tools/benchmark.py --summary DIR       # table of the train*.json runs in DIR (tools/gpu_benchmark.sh)
-    python tools/benchmark.py --report ssl [--methods gdt_h1,gdt_h6,stica] [--seeds 0,1,2] [--out DIR] [KEY VALUE ...]
+    python tools/benchmark.py --report ssl [--methods gdt_h1,gdt_h8,stica] [--seeds 0,1,2] [--out DIR] [KEY VALUE ...]
                                                   # self-supervised learning benchmark (stica_ext.engine.ssl_benchmark)
 
 Config files and KEY VALUE overrides work as in tools/run_net.py. Reports are written to ``--out`` (default
@@ -57,7 +57,8 @@ def parse_args(argv=None):
     g.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
     g.add_argument("--iters", type=int, default=20, help="timed iterations")
     g = p.add_argument_group("ssl report (not part of 'all': hours on a CPU)")
-    g.add_argument("--methods", default="gdt_h1,gdt_h6,stica", help="methods of the SSL benchmark, comma-separated")
+    g.add_argument("--methods", default="gdt_h1,gdt_h8,stica",
+                   help="methods of the SSL benchmark, comma-separated (gdt_h1, gdt_h8, gdt_h6, stica)")
     g.add_argument("--seeds", default="0,1,2", help="seeds of the SSL benchmark, comma-separated")
     g.add_argument("--no-supervised", action="store_true", help="skip the supervised reference runs")
     p.add_argument("--batch-size", type=int, default=0,
