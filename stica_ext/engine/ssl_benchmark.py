@@ -15,8 +15,9 @@ GDT H6 = variant to both, STiCA; each a config file plus overrides) the benchmar
 
 and once per seed trains the same video network with labels (:func:`stica_ext.engine.finetune.finetune_fold`
 from random init, ``MODEL_NAME: VideoClassifier``, the data augmentation, solver and epochs of the GDT demo recipe,
-:data:`SUPERVISED_BASE`) as the supervised reference. The report (``ssl_benchmark.json`` / ``.md``) has every run and mean +- std (sample standard deviation)
-over seeds; objectives marked as targeting synchronisation / time direction are flagged in the table.
+:data:`SUPERVISED_BASE`) as the supervised reference. The report (``ssl_benchmark.json`` / ``.md``) has every run
+and mean +- std (sample standard deviation) over seeds; objectives marked as targeting synchronisation / time
+direction are flagged in the table.
 """
 
 import copy
