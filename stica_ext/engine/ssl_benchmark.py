@@ -353,7 +353,8 @@ def run_ssl_benchmark(out_dir, methods=DEFAULT_METHODS, seeds=(0, 1, 2), opts=()
 
     def write():
         report.update({"report": "ssl", "methods": {m: specs[m] for m in methods}, "seeds": list(seeds),
-                       "cfg_files": list(cfg_files), "opts": list(opts), "runs": runs, "summary": summarise(runs, methods)})
+                       "cfg_files": list(cfg_files), "opts": list(opts), "runs": runs,
+                       "summary": summarise(runs, methods)})
         with open(os.path.join(out_dir, "ssl_benchmark.json"), "w") as f:
             simplejson.dump(report, f, indent=2, ignore_nan=True)
         with open(os.path.join(out_dir, "ssl_benchmark.md"), "w") as f:
