@@ -310,3 +310,9 @@ def test_loader_workers_get_the_allocator_setting(synth_dir, tmp_path):
     cfg.DATA_LOADER.TUNE_MALLOC = False
     loader = build_loader(ds, cfg, 2, shuffle=False, drop_last=False)
     assert loader.worker_init_fn.keywords == {"tune_malloc": False}
+
+
+def test_ssl_default_methods_are_the_benchmark_defaults():
+    from stica_ext.engine.ssl_benchmark import DEFAULT_METHODS
+
+    assert _tool().parse_args(["--report", "ssl"]).methods.split(",") == list(DEFAULT_METHODS)

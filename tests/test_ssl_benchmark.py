@@ -107,6 +107,26 @@ def test_method_configs_are_the_demo_recipes(tmp_path):
     assert base.DATA.TRAIN_JITTER_SCALES_RELATIVE != st.DATA.TRAIN_JITTER_SCALES_RELATIVE
 
 
+def test_benchmark_reference_is_the_gdt_recipe_whichever_methods_run(tmp_path, monkeypatch):
+    # the loop with the pretraining / training stubbed: which configs reach them, in which order
+    seen = []
+
+    def fake_method(method, seed, out_dir, opts, spec, cfg_files):
+        seen.append((method, seed))
+        return {"method": method, "seed": seed, "probe_top1": 20.0, "random_top1": 10.0}, None
+
+    def fake_supervised(base, seed, out_dir):
+        seen.append((S.SUPERVISED, seed, base.MODEL.MODEL_NAME, base.SOLVER.MAX_EPOCH, base.SOLVER.BASE_LR))
+        return {"method": S.SUPERVISED, "seed": seed, "supervised_top1": 40.0}
+
+    monkeypatch.setattr(S, "run_method", fake_method)
+    monkeypatch.setattr(S, "run_supervised", fake_supervised)
+    h1 = S.method_cfg("gdt_h1", 0, str(tmp_path))
+    report = S.run_ssl_benchmark(str(tmp_path), ["stica"], [3], opts=["SOLVER.BASE_LR", "0.002"])
+    assert seen == [("stica", 3), (S.SUPERVISED, 3, "GDT", h1.SOLVER.MAX_EPOCH, 0.002)]
+    assert report["summary"]["stica"]["supervised_top1"]["mean"] == 40.0
+
+
 def test_clip_pairs_are_the_first_and_last_clip(synth_dir, tmp_path):
     cfg = S.method_cfg("gdt_h1", 0, str(tmp_path), tiny_opts(synth_dir))
     data = S.ClipPairs(cfg, "test")
