@@ -152,6 +152,11 @@ def test_run_method_end_to_end(synth_dir, tmp_path, method):
     again, _ = S.run_method(method, 0, str(tmp_path), tiny_opts(synth_dir))
     assert again["resumed_from"] == rec["checkpoint"]
     assert again["pretrain_min"] == rec["pretrain_min"] and again["pretrain_cpu_min"] == rec["pretrain_cpu_min"]
+    # a new probe / test protocol re-evaluates the finished run and keeps its time record
+    other, _ = S.run_method(method, 0, str(tmp_path), tiny_opts(synth_dir) + ["LINEAR.TRAIN_CLIPS_PER_VIDEO", "2"])
+    assert other["resumed_from"] == rec["checkpoint"] and other["pretrain_min"] == rec["pretrain_min"]
+    assert other["probe"][0]["checkpoint"] == rec["checkpoint"]
+    assert S._eval_only("LINEAR.EPOCHS") and S._eval_only("SYNTH.NUM_TEST") and not S._eval_only("SYNTH.NUM_TRAIN")
     os.remove(os.path.join(cfg.OUTPUT_DIR, S.TIMING_FILE))  # a run without a time record reports no time
     assert S.run_method(method, 0, str(tmp_path), tiny_opts(synth_dir))[0]["pretrain_min"] is None
     assert again["a2v_r1"] == rec["a2v_r1"] and again["probe_top1"] == rec["probe_top1"]

@@ -203,16 +203,27 @@ def _flat(node, prefix=""):
     return out
 
 
+# Keys that only change the evaluation (probe, test views, the size of the synthetic val / test splits: the training
+# split's videos and labels do not depend on them), not the pretraining: a finished run is reused under new values and
+# evaluated with them.
+EVAL_ONLY_KEYS = ("LINEAR.", "TEST.", "SYNTH.NUM_VAL", "SYNTH.NUM_TEST")
+
+
+def _eval_only(key):
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in EVAL_ONLY_KEYS)
+
+
 def check_reusable(cfg):
     """A run already in ``cfg.OUTPUT_DIR`` is resumed / reused only if it was made with the same config (its
-    ``config.yaml``); otherwise raise an error naming the folder and the differing keys."""
+    ``config.yaml``) up to :data:`EVAL_ONLY_KEYS`; otherwise raise an error naming the folder and the differing
+    keys."""
     path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
     if not os.path.isfile(path):
         return
     saved = get_cfg()
     saved.merge_from_file(path)
     old, new = _flat(saved), _flat(cfg)
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and not _eval_only(k))
     if diff:
         shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:5])
         raise RuntimeError(f"{cfg.OUTPUT_DIR} holds a run with another config ({shown}); remove it or choose "
