@@ -270,6 +270,16 @@ def test_finetune_three_folds_from_the_command_line(synth_folder, pretrained, tm
     with open(out / "fold1" / "results.json") as f:
         assert simplejson.load(f)["results"] == report["per_fold"]["1"]
 
+    # a finished fold run again with other test views is not retrained but tested again with them
+    cfg = load_config(cfg_files=[cmd[cmd.index("--cfg") + 1]], opts=cmd[cmd.index("--cfg") + 2:])
+    cfg.DATA.FOLDS = [1]
+    cfg.TEST.NUM_ENSEMBLE_VIEWS = 1
+    views = run_task(assert_and_infer_cfg(cfg))["per_fold"]["1"]["last epoch"]
+    assert views["epoch"] == 2 and views["num_videos"] == 10 and views["num_clips"] == 10 * cfg.TEST.NUM_SPATIAL_CROPS
+    assert [e["epoch"] for e in _stats(out / "fold1" / "log.txt", "finetune_epoch")] == ["1/2", "2/2"]
+    with open(out / "fold1" / "results.json") as f:
+        assert [h["epoch"] for h in simplejson.load(f)["eval_history"]] == [1, 2]
+
     # test only (TRAIN.ENABLE False): the last checkpoint of the fold gives the last-epoch numbers again
     cfg = load_config(cfg_files=[cmd[cmd.index("--cfg") + 1]], opts=cmd[cmd.index("--cfg") + 2:])
     cfg.TRAIN.ENABLE = False
