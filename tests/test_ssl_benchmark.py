@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -157,6 +158,12 @@ def test_run_method_end_to_end(synth_dir, tmp_path, method):
     assert other["resumed_from"] == rec["checkpoint"] and other["pretrain_min"] == rec["pretrain_min"]
     assert other["probe"][0]["checkpoint"] == rec["checkpoint"]
     assert S._eval_only("LINEAR.EPOCHS") and S._eval_only("SYNTH.NUM_TEST") and not S._eval_only("SYNTH.NUM_TRAIN")
+    # a run folder copied into another benchmark folder is the same run
+    moved = tmp_path / "moved"
+    shutil.copytree(cfg.OUTPUT_DIR, moved / method / "seed0")
+    copied, _ = S.run_method(method, 0, str(moved), tiny_opts(synth_dir))
+    assert os.path.basename(copied["resumed_from"]) == os.path.basename(rec["checkpoint"])
+    assert copied["pretrain_min"] == rec["pretrain_min"]
     os.remove(os.path.join(cfg.OUTPUT_DIR, S.TIMING_FILE))  # a run without a time record reports no time
     assert S.run_method(method, 0, str(tmp_path), tiny_opts(synth_dir))[0]["pretrain_min"] is None
     assert again["a2v_r1"] == rec["a2v_r1"] and again["probe_top1"] == rec["probe_top1"]

@@ -215,7 +215,7 @@ def _eval_only(key):
 
 def check_reusable(cfg):
     """A run already in ``cfg.OUTPUT_DIR`` is resumed / reused only if it was made with the same config (its
-    ``config.yaml``) up to :data:`EVAL_ONLY_KEYS`; otherwise raise an error naming the folder and the differing
+    ``config.yaml``) up to :data:`EVAL_ONLY_KEYS` and ``OUTPUT_DIR``; otherwise raise an error naming the folder and the differing
     keys."""
     path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
     if not os.path.isfile(path):
@@ -223,7 +223,9 @@ def check_reusable(cfg):
     saved = get_cfg()
     saved.merge_from_file(path)
     old, new = _flat(saved), _flat(cfg)
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and not _eval_only(k))
+    # OUTPUT_DIR: a run folder moved or copied elsewhere is the same run
+    diff = sorted(k for k in set(old) | set(new)
+                  if old.get(k) != new.get(k) and not _eval_only(k) and k != "OUTPUT_DIR")
     if diff:
         shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:5])
         raise RuntimeError(f"{cfg.OUTPUT_DIR} holds a run with another config ({shown}); remove it or choose "
