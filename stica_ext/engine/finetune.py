@@ -316,13 +316,13 @@ def finetune_fold(cfg):
             cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch + 1, cfg, scaler=scaler,
                                keep_period=cfg.TRAIN.CHECKPOINT_PERIOD, extra={"eval_history": history})
             du.synchronize()
-        finished_before = start_epoch >= final
-        if test_loader is not None and (finished_before or not history or history[-1]["epoch"] != final):
-            # completed earlier without the final evaluation (e.g. TEST.ENABLE was off), or a finished run tested again:
-            # its test settings (split, views) may have changed since, so its stored final evaluation is replaced
-            if history and history[-1]["epoch"] == final:
+        if test_loader is not None:
+            if start_epoch >= final and history and history[-1]["epoch"] == final:
+                # a finished run started again: its test settings (split, views) may have changed since its stored
+                # final evaluation, which is therefore made again
                 history.pop()
-            history.append(_evaluate_epoch(cfg, model, test_loader, test_set, device, final))
+            if not history or history[-1]["epoch"] != final:  # also: completed earlier with TEST.ENABLE off
+                history.append(_evaluate_epoch(cfg, model, test_loader, test_set, device, final))
     elif test_loader is not None:
         path = cfg.TEST.CHECKPOINT_FILE_PATH or cu.get_last_checkpoint(cfg.OUTPUT_DIR)
         if not path:

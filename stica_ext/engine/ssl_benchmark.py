@@ -215,8 +215,8 @@ def _eval_only(key):
 
 def check_reusable(cfg):
     """A run already in ``cfg.OUTPUT_DIR`` is resumed / reused only if it was made with the same config (its
-    ``config.yaml``) up to :data:`EVAL_ONLY_KEYS` and ``OUTPUT_DIR``; otherwise raise an error naming the folder and the differing
-    keys."""
+    ``config.yaml``) up to :data:`EVAL_ONLY_KEYS` and ``OUTPUT_DIR``; otherwise raise an error naming the folder and
+    the differing keys."""
     path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
     if not os.path.isfile(path):
         return
