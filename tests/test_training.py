@@ -75,7 +75,8 @@ def _run(cfg_file, *opts, wait=True):
 
 
 def _wait_for_iteration(out_dir, epoch_label, proc, timeout=300):
-    """Block until the run's log shows an iteration of ``epoch_label`` (e.g. "2/3")."""
+    """Block until the run's log shows an iteration of ``epoch_label`` (e.g. "2/3"). The runs below have 6
+    iterations per epoch, so a signal sent now lands mid-epoch even on a slow machine."""
     log = os.path.join(out_dir, "log.txt")
     t0 = time.time()
     while time.time() - t0 < timeout:
@@ -94,12 +95,15 @@ def _final_state(out_dir, epoch):
     return torch.load(cu.checkpoint_path(str(out_dir), epoch), weights_only=True)["model_state"]
 
 
+# 3 epochs of 6 iterations (12 training videos, batch 2), dropout on so the RNG matters
+_INTERRUPTED = {"SOLVER.MAX_EPOCH": "3", "GDT.MLP_DROPOUT": "0.3", "TRAIN.BATCH_SIZE": "2"}
+
+
 @pytest.fixture(scope="module")
 def reference_run(synth_dir, tmp_path_factory):
     """An uninterrupted 3-epoch run (dropout on, so the RNG matters)."""
     tmp = tmp_path_factory.mktemp("ref")
-    cfg_file = _write_cfg(synth_dir, tmp / "out", tmp / "c.yaml", **{"SOLVER.MAX_EPOCH": "3",
-                                                                      "GDT.MLP_DROPOUT": "0.3"})
+    cfg_file = _write_cfg(synth_dir, tmp / "out", tmp / "c.yaml", **_INTERRUPTED)
     r = _run(cfg_file)
     assert r.returncode == 0, r.stderr[-3000:]
     return cfg_file, _final_state(tmp / "out", 3)
@@ -114,7 +118,7 @@ def _assert_same_state(a, b):
 def test_sigkill_mid_epoch_then_restart_matches_uninterrupted(reference_run, synth_dir, tmp_path):
     _, ref = reference_run
     out = tmp_path / "out"
-    cfg_file = _write_cfg(synth_dir, out, tmp_path / "c.yaml", **{"SOLVER.MAX_EPOCH": "3", "GDT.MLP_DROPOUT": "0.3"})
+    cfg_file = _write_cfg(synth_dir, out, tmp_path / "c.yaml", **_INTERRUPTED)
     proc = _run(cfg_file, wait=False)
     _wait_for_iteration(str(out), "2/3", proc)
     proc.kill()  # SIGKILL: no chance to write anything
@@ -128,7 +132,7 @@ def test_sigkill_mid_epoch_then_restart_matches_uninterrupted(reference_run, syn
 def test_sigterm_writes_mid_epoch_checkpoint_and_resume_matches(reference_run, synth_dir, tmp_path):
     _, ref = reference_run
     out = tmp_path / "out"
-    cfg_file = _write_cfg(synth_dir, out, tmp_path / "c.yaml", **{"SOLVER.MAX_EPOCH": "3", "GDT.MLP_DROPOUT": "0.3"})
+    cfg_file = _write_cfg(synth_dir, out, tmp_path / "c.yaml", **_INTERRUPTED)
     proc = _run(cfg_file, wait=False)
     _wait_for_iteration(str(out), "2/3", proc)
     proc.send_signal(signal.SIGTERM)
@@ -136,11 +140,39 @@ def test_sigterm_writes_mid_epoch_checkpoint_and_resume_matches(reference_run, s
     names = [os.path.basename(p) for p in cu.list_checkpoints(str(out))]
     assert len(names) == 1 and names[0].startswith("checkpoint_epoch_00001_iter_"), names
     ckpt = torch.load(cu.list_checkpoints(str(out))[0], weights_only=True)
-    assert ckpt["epoch"] == 1 and 1 <= ckpt["iteration"] < 3 and ckpt["rng_state"] is not None
+    assert ckpt["epoch"] == 1 and 1 <= ckpt["iteration"] < 6 and ckpt["rng_state"] is not None
     r = _run(cfg_file)
     assert r.returncode == 0, r.stderr[-3000:]
     assert [os.path.basename(p) for p in cu.list_checkpoints(str(out))] == ["checkpoint_epoch_00003.pyth"]
     _assert_same_state(_final_state(out, 3), ref)
+
+
+def test_stop_during_last_iteration_of_an_epoch_writes_the_epoch_checkpoint(synth_dir, tmp_path, monkeypatch):
+    import importlib
+
+    from stica_ext.engine import run_task
+
+    ts = importlib.import_module("stica_ext.engine.train_ssl")  # the module (the package exports the function)
+
+    cfg = tiny_cfg(synth_dir, tmp_path, **{"SOLVER.MAX_EPOCH": "2"})  # 12 videos, batch 4: 3 iterations per epoch
+    calls = []
+
+    def stop_at_third_iteration(self):
+        calls.append(1)
+        return len(calls) == 3
+
+    monkeypatch.setattr(ts.PreemptionHandler, "should_stop", stop_at_third_iteration)
+    last = run_task(cfg)  # TEST.ENABLE: the probe must not run on a stopped run
+    assert os.path.basename(last) == "checkpoint_epoch_00001.pyth" and not ts.training_finished(cfg, last)
+    assert [os.path.basename(p) for p in cu.list_checkpoints(cfg.OUTPUT_DIR)] == ["checkpoint_epoch_00001.pyth"]
+    assert not os.path.exists(os.path.join(cfg.OUTPUT_DIR, "linear_probe.json"))
+    monkeypatch.undo()
+    cfg.TEST.ENABLE = False
+    last = run_task(cfg)  # resumes at epoch 2, iteration 0
+    assert os.path.basename(last) == "checkpoint_epoch_00002.pyth" and ts.training_finished(cfg, last)
+    with open(os.path.join(cfg.OUTPUT_DIR, "log.txt")) as f:
+        epochs = [s["epoch"] for s in parse_json_stats(f) if s["_type"].startswith("train_epoch")]
+    assert epochs == ["1/2", "2/2"]
 
 
 def test_bfloat16_autocast_runs_on_cpu(synth_dir, tmp_path):

@@ -1,10 +1,9 @@
 """Training and evaluation loops, checkpointing, launching."""
 
 import logging
-import os
 
 from .linear_probe import linear_probe_task, run_linear_probe  # noqa: F401
-from .train_ssl import train_ssl  # noqa: F401
+from .train_ssl import train_ssl, training_finished  # noqa: F401
 
 
 def run_task(cfg):
@@ -19,8 +18,8 @@ def run_task(cfg):
     """
     if cfg.TASK == "ssl_pretrain":
         last = train_ssl(cfg) if cfg.TRAIN.ENABLE else None
-        if last and "_iter_" in os.path.basename(last):
-            # stopped by a preemption signal mid-epoch: the job is about to end; the probe runs after the resume
+        if last and not training_finished(cfg, last):
+            # stopped by a preemption signal: the job is about to end; the probe runs after the resume
             logging.getLogger(__name__).warning("training was interrupted; skipping the linear probe")
             return last
         if cfg.TEST.ENABLE:

@@ -29,6 +29,13 @@ def checkpoint_path(output_dir, epoch, iteration=None):
     return os.path.join(checkpoint_dir(output_dir), name)
 
 
+def parse_checkpoint_name(path):
+    """``(epoch, iteration)`` of a checkpoint written by :func:`save_checkpoint` (``iteration`` 0 for an epoch
+    checkpoint), or None for another file name."""
+    m = _NAME.match(os.path.basename(path))
+    return (int(m.group(1)), int(m.group(2) or 0)) if m else None
+
+
 def list_checkpoints(output_dir):
     """Complete checkpoints in ``output_dir/checkpoints`` sorted by epoch (temporary files are ignored)."""
     d = checkpoint_dir(output_dir)
@@ -69,9 +76,8 @@ def save_checkpoint(output_dir, model, optimizer, epoch, cfg, scaler=None, keep_
     for p in previous:
         if p == path:
             continue
-        m = _NAME.match(os.path.basename(p))
-        e, mid_epoch = int(m.group(1)), m.group(2) is not None
-        if mid_epoch or keep_period <= 0 or e % keep_period != 0:
+        e, it = parse_checkpoint_name(p)
+        if it or keep_period <= 0 or e % keep_period != 0:
             PathManager.rm(p)
     logger.info("saved checkpoint %s", path)
     return path

@@ -269,7 +269,7 @@ def run_method(method, seed, out_dir, opts=(), spec=None, cfg_files=()):
     a reused run still reports them; a run resumed after a kill reports none (the killed part was not timed)."""
     from . import checkpoint as cu
     from .linear_probe import linear_probe_task
-    from .train_ssl import train_ssl
+    from .train_ssl import train_ssl, training_finished
 
     cfg = method_cfg(method, seed, out_dir, opts, spec, cfg_files)
     check_reusable(cfg)
@@ -277,7 +277,7 @@ def run_method(method, seed, out_dir, opts=(), spec=None, cfg_files=()):
     finished = existing == cu.checkpoint_path(cfg.OUTPUT_DIR, cfg.SOLVER.MAX_EPOCH)
     with CpuClock() as clock:
         last = train_ssl(cfg)
-    if not last or "_iter_" in os.path.basename(last):
+    if not training_finished(cfg, last):
         raise RuntimeError(f"{method} seed {seed}: pretraining did not finish ({last})")
     timing = load_timing(cfg.OUTPUT_DIR)
     if not finished:

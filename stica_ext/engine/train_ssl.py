@@ -287,11 +287,19 @@ def _fmt_time(seconds):
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def training_finished(cfg, last):
+    """Whether ``last`` (a path returned by :func:`train_ssl`) ends the schedule: an epoch checkpoint of at least
+    ``SOLVER.MAX_EPOCH`` epochs, not the checkpoint of a run stopped by a preemption signal."""
+    parsed = cu.parse_checkpoint_name(last) if last else None
+    return parsed is not None and parsed[1] == 0 and parsed[0] >= cfg.SOLVER.MAX_EPOCH
+
+
 def train_ssl(cfg):
     """Pretrain ``MODEL.MODEL_NAME`` with ``MODEL.LOSS_FUNC`` on ``TRAIN.DATASET``; returns the last checkpoint.
 
-    A SIGTERM / SIGUSR1 writes a mid-epoch checkpoint and returns early; running the same command again resumes
-    from it (``TRAIN.AUTO_RESUME``).
+    A SIGTERM / SIGUSR1 writes a mid-epoch checkpoint (an epoch checkpoint when it came during the epoch's last
+    iteration) and returns early; running the same command again resumes from it (``TRAIN.AUTO_RESUME``).
+    :func:`training_finished` tells a returned checkpoint of a finished run from one of a stopped run.
     """
     device = setup_run(cfg)
     ws = du.get_world_size()
@@ -320,21 +328,23 @@ def train_ssl(cfg):
             if not start_iter:
                 seed_everything(epoch_seed(cfg, epoch))
             set_loader_epoch(loader, epoch, start_sample=start_iter * per_proc)
+            n_iters = len(loader) + start_iter
             _, stopped_at = train_epoch(cfg, model, loss_fn, loader, optimizer, epoch, device, scaler,
                                         start_iter=start_iter, preempt=preempt)
             set_loader_epoch(loader, epoch, start_sample=0)
-            if stopped_at is not None:
+            if stopped_at is not None and stopped_at < n_iters:
                 last = cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch, cfg, scaler=scaler,
                                           keep_period=cfg.TRAIN.CHECKPOINT_PERIOD, iteration=stopped_at,
                                           extra={"rng_state": torch.get_rng_state()})
+            else:  # the epoch completed (a stop requested during its last iteration ends the run at the epoch end)
+                start_iter = 0
+                last = cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch + 1, cfg, scaler=scaler,
+                                          keep_period=cfg.TRAIN.CHECKPOINT_PERIOD)
+            du.synchronize()
+            if stopped_at is not None:
                 logger.warning("received %s: saved %s and stopped; run the same command to resume",
                                preempt.received or "a stop request", last)
-                du.synchronize()
                 return last
-            start_iter = 0
-            last = cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch + 1, cfg, scaler=scaler,
-                                      keep_period=cfg.TRAIN.CHECKPOINT_PERIOD)
-            du.synchronize()
     finally:
         preempt.uninstall()
     return last
