@@ -158,12 +158,30 @@ def test_run_method_end_to_end(synth_dir, tmp_path, method):
     assert other["resumed_from"] == rec["checkpoint"] and other["pretrain_min"] == rec["pretrain_min"]
     assert other["probe"][0]["checkpoint"] == rec["checkpoint"]
     assert S._eval_only("LINEAR.EPOCHS") and S._eval_only("SYNTH.NUM_TEST") and not S._eval_only("SYNTH.NUM_TRAIN")
-    # a run folder copied into another benchmark folder is the same run
+    # the evaluation is stored in the run folder and reused for the same checkpoint and config only
+    assert not rec["evaluation_reused"] and again["evaluation_reused"] and not other["evaluation_reused"]
+    back, _ = S.run_method(method, 0, str(tmp_path), tiny_opts(synth_dir))  # the stored one is other's now
+    assert not back["evaluation_reused"] and back["probe_top1"] == rec["probe_top1"]
+    # a run folder copied into another benchmark folder is the same run, with the same evaluation
     moved = tmp_path / "moved"
     shutil.copytree(cfg.OUTPUT_DIR, moved / method / "seed0")
     copied, _ = S.run_method(method, 0, str(moved), tiny_opts(synth_dir))
     assert os.path.basename(copied["resumed_from"]) == os.path.basename(rec["checkpoint"])
-    assert copied["pretrain_min"] == rec["pretrain_min"]
+    assert copied["pretrain_min"] == rec["pretrain_min"] and copied["evaluation_reused"]
+    # the stored numbers are what a reused run reports; reevaluate=True measures again
+    eval_file = moved / method / "seed0" / S.EVAL_FILE
+    stored = json.loads(eval_file.read_text())
+    stored["evaluation"]["sync_acc"] = -1.0
+    eval_file.write_text(json.dumps(stored))
+    assert S.run_method(method, 0, str(moved), tiny_opts(synth_dir))[0]["sync_acc"] == -1.0
+    fresh, _ = S.run_method(method, 0, str(moved), tiny_opts(synth_dir), reevaluate=True)
+    assert fresh["sync_acc"] == rec["sync_acc"] and not fresh["evaluation_reused"]
+    # another checkpoint content (same name) is evaluated again
+    ckpt = torch.load(copied["checkpoint"], weights_only=False)
+    first = next(k for k, v in ckpt["model_state"].items() if v.is_floating_point())
+    ckpt["model_state"][first] = ckpt["model_state"][first] + 1.0
+    torch.save(ckpt, copied["checkpoint"])
+    assert not S.run_method(method, 0, str(moved), tiny_opts(synth_dir))[0]["evaluation_reused"]
     os.remove(os.path.join(cfg.OUTPUT_DIR, S.TIMING_FILE))  # a run without a time record reports no time
     assert S.run_method(method, 0, str(tmp_path), tiny_opts(synth_dir))[0]["pretrain_min"] is None
     assert again["a2v_r1"] == rec["a2v_r1"] and again["probe_top1"] == rec["probe_top1"]

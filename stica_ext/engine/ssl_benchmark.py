@@ -22,6 +22,7 @@ direction are flagged in the table.
 
 import copy
 import gc
+import hashlib
 import logging
 import os
 import random
@@ -30,6 +31,7 @@ import time
 
 import simplejson
 import torch
+import yaml
 
 from ..config import assert_and_infer_cfg, get_cfg
 from ..datasets import build_dataset
@@ -262,11 +264,49 @@ def load_timing(run_dir):
         return simplejson.load(f)
 
 
-def run_method(method, seed, out_dir, opts=(), spec=None, cfg_files=()):
+EVAL_FILE = "benchmark_eval.json"
+
+
+def _sha256(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def eval_key(cfg, checkpoint_path):
+    """What a run's evaluation depends on: the checkpoint's content (SHA-256) and the whole config except
+    ``OUTPUT_DIR`` (probe, test views, data, model...)."""
+    config = yaml.safe_load(cfg.dump())
+    config.pop("OUTPUT_DIR", None)
+    return {"checkpoint": os.path.basename(checkpoint_path), "checkpoint_sha256": _sha256(checkpoint_path),
+            "config": config}
+
+
+def load_evaluation(run_dir, key):
+    """The evaluation stored in ``run_dir`` (:data:`EVAL_FILE`) if it was made for ``key``, else None."""
+    path = os.path.join(run_dir, EVAL_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        stored = simplejson.load(f)
+    # compare through JSON so that tuples / lists and int / float spellings match as they were written
+    return stored.get("evaluation") if stored.get("key") == simplejson.loads(simplejson.dumps(key)) else None
+
+
+def save_evaluation(run_dir, key, evaluation):
+    with open(os.path.join(run_dir, EVAL_FILE), "w") as f:
+        simplejson.dump({"key": key, "evaluation": evaluation}, f, indent=2, ignore_nan=True)
+
+
+def run_method(method, seed, out_dir, opts=(), spec=None, cfg_files=(), reevaluate=False):
     """Pretrain (or resume / reuse), probe and measure one method for one seed. Returns the run's record.
 
     The pretraining's wall and CPU minutes (:class:`CpuClock`) are kept in the run folder (:data:`TIMING_FILE`), so
-    a reused run still reports them; a run resumed after a kill reports none (the killed part was not timed)."""
+    a reused run still reports them; a run resumed after a kill reports none (the killed part was not timed).
+    The evaluation (probe and audio-visual metrics) is kept there too (:data:`EVAL_FILE`) and reused while the
+    checkpoint and the config (:func:`eval_key`) are unchanged, unless ``reevaluate``."""
     from . import checkpoint as cu
     from .linear_probe import linear_probe_task
     from .train_ssl import train_ssl, training_finished
@@ -285,14 +325,22 @@ def run_method(method, seed, out_dir, opts=(), spec=None, cfg_files=()):
         with open(os.path.join(cfg.OUTPUT_DIR, TIMING_FILE), "w") as f:
             simplejson.dump(timing, f, indent=2)
     complete = bool(timing) and not timing["resumed_from"]  # a resumed run's killed segments were not timed
-    probe = linear_probe_task(cfg, last)
-    top1, rnd = _probe_rows(probe)
+    key = eval_key(cfg, last)
+    evaluation = None if reevaluate else load_evaluation(cfg.OUTPUT_DIR, key)
+    reused = evaluation is not None
+    if not reused:
+        evaluation = {"probe": linear_probe_task(cfg, last)}
+        evaluation.update(av_metrics(cfg, last))
+        save_evaluation(cfg.OUTPUT_DIR, key, evaluation)
+    else:
+        logger.info("%s seed %s: reusing the evaluation in %s", method, seed, os.path.join(cfg.OUTPUT_DIR, EVAL_FILE))
+    top1, rnd = _probe_rows(evaluation["probe"])
     rec = {"method": method, "seed": int(seed), "checkpoint": last, "epochs": int(cfg.SOLVER.MAX_EPOCH),
-           "probe_top1": top1, "random_top1": rnd, "probe": probe,
+           "probe_top1": top1, "random_top1": rnd,
            "pretrain_min": timing["wall_min"] if complete else None,
            "pretrain_cpu_min": timing["cpu_min"] if complete else None,
-           "resumed_from": existing}
-    rec.update(av_metrics(cfg, last))
+           "resumed_from": existing, "evaluation_reused": reused}
+    rec.update(evaluation)
     return rec, cfg
 
 
@@ -355,7 +403,7 @@ def format_table(summary, specs, seeds):
 
 
 def run_ssl_benchmark(out_dir, methods=DEFAULT_METHODS, seeds=(0, 1, 2), opts=(), supervised=True,
-                      specs=None, progress=None, cfg_files=()):
+                      specs=None, progress=None, cfg_files=(), reevaluate=False):
     """Run the benchmark (see the module docstring) into ``out_dir``; returns the report dict and writes
     ``ssl_benchmark.json`` / ``ssl_benchmark.md`` there after every run (a killed benchmark keeps what it had)."""
     specs = copy.deepcopy(specs or {m: METHODS[m] for m in methods})
@@ -376,7 +424,7 @@ def run_ssl_benchmark(out_dir, methods=DEFAULT_METHODS, seeds=(0, 1, 2), opts=()
     for seed in seeds:
         for m in methods:
             say(f"ssl benchmark: {m}, seed {seed}: pretraining + probe + audio-visual metrics")
-            rec, _ = run_method(m, seed, out_dir, opts, specs[m], cfg_files)
+            rec, _ = run_method(m, seed, out_dir, opts, specs[m], cfg_files, reevaluate=reevaluate)
             runs.append(rec)
             write()
         if supervised and methods:
