@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 
 import av
@@ -13,6 +14,8 @@ import pytest
 from stica_ext.config import get_cfg
 from stica_ext.datasets import index as ix
 from stica_ext.datasets import synthetic as synth
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FPS = 10
 SR = 8000
@@ -371,6 +374,43 @@ def test_probe_pool_matches_in_process(tmp_path, media, monkeypatch):
     for path, entry in zip(paths, pooled):
         ref = ix.probe_video(path)
         assert {k: entry[k] for k in ref if k != "error"} == {k: v for k, v in ref.items() if k != "error"}
+
+
+_SCRIPT = """
+import sys
+from stica_ext.datasets import index as ix
+ix.MIN_POOL_JOBS = 0
+entries = ix.probe_videos(sys.argv[1:], num_workers=2, cache_path=None, progress=False)[0]
+print("probed", len(entries), sorted(e["status"] for e in entries))
+"""
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_probe_pool_from_a_script(tmp_path, media, guarded):
+    # the pool's processes are spawned and import the main script: without a main guard each one would run the
+    # script again; that ends at once with an error that names the guard, instead of hanging or running N times
+    body = _SCRIPT
+    if guarded:
+        body = "def main():\n" + "".join(f"    {line}\n" for line in body.strip().splitlines())
+        body += "\nif __name__ == '__main__':\n    main()\n"
+    script = tmp_path / "probe_script.py"
+    script.write_text(body)
+    paths = [media["good"], media["corrupt"], media["no_audio"]]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, str(script), *paths], capture_output=True, text=True, env=env, timeout=300)
+    if guarded:
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.count("probed 3") == 1 and "'corrupt'" in r.stdout and "'ok'" in r.stdout
+    else:
+        assert r.returncode != 0 and "probed" not in r.stdout
+        assert 'if __name__ == "__main__":' in r.stderr
+
+
+def test_map_in_processes_yields_every_result_once():
+    from stica_ext.utils.processes import map_in_processes
+
+    out = list(map_in_processes(abs, [-i for i in range(10)], 2, chunksize=3))
+    assert sorted(out) == list(range(10))
 
 
 def test_progress_counter_on_stderr(tmp_path, media, capsys):

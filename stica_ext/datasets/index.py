@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..utils.io import PathManager
+from ..utils.processes import map_in_processes
 
 logger = logging.getLogger(__name__)
 
@@ -797,13 +798,11 @@ def _probe_all(jobs, num_workers, progress, on_result):
             done += 1
             bar.update(done)
         return
-    context = multiprocessing.get_context("spawn")
     chunksize = max(1, min(64, len(jobs) // (num_workers * 8)))
-    with context.Pool(processes=int(num_workers)) as pool:
-        for index, entry in pool.imap_unordered(_probe_job, jobs, chunksize=chunksize):
-            on_result(index, entry)
-            done += 1
-            bar.update(done)
+    for index, entry in map_in_processes(_probe_job, jobs, num_workers, chunksize=chunksize):
+        on_result(index, entry)
+        done += 1
+        bar.update(done)
 
 
 def probe_videos(paths: Sequence[str], num_workers=0, cache_path=None, progress=True):

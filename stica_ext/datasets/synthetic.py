@@ -52,12 +52,13 @@ import shutil
 import sys
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Dict, List, Optional
 
 import numpy as np
+
+from ..utils.processes import map_in_processes
 
 logger = logging.getLogger(__name__)
 
@@ -822,13 +823,9 @@ def _run_jobs(jobs, num_workers: int, progress: bool, name: str) -> None:
             done += 1
             report()
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=int(num_workers), mp_context=context) as pool:
-        futures = [pool.submit(_make_video, job) for job in jobs]
-        for future in as_completed(futures):
-            future.result()
-            done += 1
-            report()
+    for _ in map_in_processes(_make_video, jobs, num_workers):
+        done += 1
+        report()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,32 @@
+"""Process pools for the one-off CPU jobs of the data side (probing an index, writing the synthetic dataset)."""
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+
+__all__ = ["map_in_processes", "BROKEN_POOL_HINT"]
+
+BROKEN_POOL_HINT = (
+    "a worker process of the pool ended abruptly. It was killed (out of memory?), or this runs from a script "
+    "whose top level starts the work without `if __name__ == \"__main__\":`: the pool's processes are spawned, "
+    "and each one imports the main script again")
+
+
+def _apply_chunk(fn, chunk):
+    return [fn(job) for job in chunk]
+
+
+def map_in_processes(fn, jobs, num_workers, chunksize=1):
+    """Yield ``fn(job)`` for every job of ``jobs``, in completion order, from ``num_workers`` spawned processes
+    (``fn`` must be a module-level function). A pool whose worker dies raises a RuntimeError that says why this
+    usually happens (:data:`BROKEN_POOL_HINT`), instead of hanging or re-running a script in every worker."""
+    jobs = list(jobs)
+    chunksize = max(1, int(chunksize))
+    context = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(max_workers=int(num_workers), mp_context=context) as pool:
+            futures = [pool.submit(_apply_chunk, fn, jobs[i:i + chunksize]) for i in range(0, len(jobs), chunksize)]
+            for future in as_completed(futures):
+                yield from future.result()
+    except BrokenProcessPool as e:
+        raise RuntimeError(BROKEN_POOL_HINT) from e
