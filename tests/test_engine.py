@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import simplejson
 import torch
 
@@ -57,6 +58,9 @@ def test_pretrain_checkpoint_resume_probe(synth_dir, tmp_path):
     for r in results:
         assert r["num_videos"] == 6 and r["num_clips"] == 12
         assert 0 <= r["video_top1"] <= 100 and r["clip_top5"] >= r["clip_top1"]
+        conf = torch.tensor(r["video_confusion"])  # rows: true class (the 6 test videos), columns: predicted
+        assert conf.shape == (10, 10) and conf.sum() == 6
+        assert 100.0 * conf.trace() / 6 == pytest.approx(r["video_top1"])
     with open(tmp_path / "probe" / "linear_probe.json") as f:
         assert simplejson.load(f) == results
 
@@ -194,3 +198,15 @@ def test_cpu_bf16_autocast_falls_back_to_float32_without_native_support(monkeypa
     assert T.amp_settings(cfg, cpu) == (False, torch.float32)
     cfg.TRAIN.MIXED_PRECISION = False
     assert T.amp_settings(cfg, cpu) == (False, torch.float32)
+
+
+def test_video_confusion_matrix_of_known_predictions():
+    from stica_ext.engine.linear_probe import classification_metrics
+
+    # 3 videos x 2 clips, 3 classes: video 0 (class 0) -> 0, video 1 (class 1) -> 2, video 2 (class 2) -> 2
+    logits = torch.tensor([[5.0, 0, 0], [4, 1, 0], [0, 1, 3], [0, 0, 2], [0, 0, 9], [1, 0, 8]])
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    m = classification_metrics(logits, labels, torch.tensor([0, 0, 1, 1, 2, 2]), 3, "sum", confusion=True)
+    assert m["video_confusion"] == [[1, 0, 0], [0, 0, 1], [0, 0, 1]]
+    assert m["video_top1"] == pytest.approx(200.0 / 3)
+    assert "video_confusion" not in classification_metrics(logits, labels, torch.tensor([0, 0, 1, 1, 2, 2]), 3, "sum")

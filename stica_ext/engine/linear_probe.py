@@ -4,7 +4,8 @@ The backbone runs in eval mode (BatchNorm uses its running statistics) under ``t
 layer is trained. By default (``LINEAR.CACHE_FEATURES``) features of ``LINEAR.TRAIN_CLIPS_PER_VIDEO`` randomly
 augmented clips per training video are extracted once and the classifier is trained on that cache; otherwise the
 frozen backbone runs every epoch on freshly augmented clips. Testing uses ``TEST.NUM_ENSEMBLE_VIEWS x
-TEST.NUM_SPATIAL_CROPS`` deterministic views per video and reports clip-level and video-level top-1 / top-5 (%).
+TEST.NUM_SPATIAL_CROPS`` deterministic views per video and reports clip-level and video-level top-1 / top-5 (%) and
+the video-level confusion matrix (``video_confusion`` in ``linear_probe.json``).
 """
 
 import logging
@@ -67,8 +68,9 @@ def aggregate_views(logits, video_idx, num_videos, method):
     return out, count > 0
 
 
-def classification_metrics(clip_logits, clip_labels, clip_video_idx, num_videos, method):
-    """Clip and video top-1 / top-5 accuracies (%) of clip logits."""
+def classification_metrics(clip_logits, clip_labels, clip_video_idx, num_videos, method, confusion=False):
+    """Clip and video top-1 / top-5 accuracies (%) of clip logits; with ``confusion``, also the video-level
+    confusion matrix ``video_confusion`` (``C x C`` counts as nested lists: row = true class, column = predicted)."""
     c1, c5 = topk_correct(clip_logits, clip_labels)
     n = clip_logits.shape[0]
     vscores, present = aggregate_views(clip_logits, clip_video_idx, num_videos, method)
@@ -77,11 +79,16 @@ def classification_metrics(clip_logits, clip_labels, clip_video_idx, num_videos,
     vscores, vlabels = vscores[present], vlabels[present]
     v1, v5 = topk_correct(vscores, vlabels)
     nv = vscores.shape[0]
-    return {
+    out = {
         "clip_top1": 100.0 * c1 / n, "clip_top5": 100.0 * c5 / n,
         "video_top1": 100.0 * v1 / nv, "video_top5": 100.0 * v5 / nv,
         "num_clips": int(n), "num_videos": int(nv),
     }
+    if confusion:
+        c = clip_logits.shape[1]
+        counts = torch.bincount(vlabels * c + vscores.argmax(dim=1), minlength=c * c)
+        out["video_confusion"] = counts.reshape(c, c).tolist()
+    return out
 
 
 def _train_linear_on_cache(cfg, feats, labels, num_classes, device):
@@ -184,9 +191,9 @@ def run_linear_probe(cfg, checkpoint_path="", tag="pretrained", checkpoint_type=
     with torch.no_grad():
         logits = head(tfeats.to(device)).float().cpu()
     metrics = classification_metrics(logits, tlabels, tindex // test_set.clips_per_video, test_set.num_videos,
-                                     cfg.DATA.ENSEMBLE_METHOD)
+                                     cfg.DATA.ENSEMBLE_METHOD, confusion=True)
     metrics.update({"_type": "linear_probe", "model": tag, "checkpoint": checkpoint_path or "random init"})
-    log_json_stats(metrics, logger)
+    log_json_stats({k: v for k, v in metrics.items() if k != "video_confusion"}, logger)  # the matrix: in the json
     return metrics
 
 
