@@ -411,6 +411,7 @@ def test_map_in_processes_yields_every_result_once():
 
     out = list(map_in_processes(abs, [-i for i in range(10)], 2, chunksize=3))
     assert sorted(out) == list(range(10))
+    assert list(map_in_processes(abs, [-i for i in range(10)], 1)) == list(range(10))  # in process, in order
 
 
 def test_progress_counter_on_stderr(tmp_path, media, capsys):

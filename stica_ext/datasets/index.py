@@ -41,7 +41,6 @@ import io
 import json
 import logging
 import math
-import multiprocessing
 import os
 import re
 import sys
@@ -790,16 +789,10 @@ class _Progress:
 def _probe_all(jobs, num_workers, progress, on_result):
     """Probe ``jobs`` (``(index, path)``), calling ``on_result(index, entry)`` as results arrive."""
     bar = _Progress(len(jobs), progress if isinstance(progress, str) else "", bool(progress))
-    use_pool = num_workers > 1 and len(jobs) >= MIN_POOL_JOBS and not multiprocessing.current_process().daemon
+    workers = num_workers if len(jobs) >= MIN_POOL_JOBS else 1
+    chunksize = max(1, min(64, len(jobs) // (max(workers, 1) * 8)))
     done = 0
-    if not use_pool:
-        for index, path in jobs:
-            on_result(index, probe_video(path))
-            done += 1
-            bar.update(done)
-        return
-    chunksize = max(1, min(64, len(jobs) // (num_workers * 8)))
-    for index, entry in map_in_processes(_probe_job, jobs, num_workers, chunksize=chunksize):
+    for index, entry in map_in_processes(_probe_job, jobs, workers, chunksize=chunksize):
         on_result(index, entry)
         done += 1
         bar.update(done)

@@ -46,7 +46,6 @@ import hashlib
 import json
 import logging
 import math
-import multiprocessing
 import os
 import shutil
 import sys
@@ -813,16 +812,6 @@ def _run_jobs(jobs, num_workers: int, progress: bool, name: str) -> None:
             msg = f"[synthetic_av {name}] {done}/{total} videos ({time.time() - started:.1f} s)"
             print(msg, file=sys.stderr, flush=True)
 
-    if total == 0:
-        return
-    if num_workers > 1 and multiprocessing.current_process().daemon:
-        num_workers = 1  # daemonic processes (e.g. DataLoader workers) cannot start children
-    if num_workers <= 1:
-        for job in jobs:
-            _make_video(job)
-            done += 1
-            report()
-        return
     for _ in map_in_processes(_make_video, jobs, num_workers):
         done += 1
         report()

@@ -18,8 +18,14 @@ def _apply_chunk(fn, chunk):
 
 def map_in_processes(fn, jobs, num_workers, chunksize=1):
     """Yield ``fn(job)`` for every job of ``jobs``, in completion order, from ``num_workers`` spawned processes
-    (``fn`` must be a module-level function). A pool whose worker dies raises a RuntimeError that says why this
-    usually happens (:data:`BROKEN_POOL_HINT`), instead of hanging or re-running a script in every worker."""
+    (``fn`` must be a module-level function); in this process, in order, with ``num_workers <= 1`` or inside a
+    daemonic process (e.g. a DataLoader worker), which cannot start children. A pool whose worker dies raises a
+    RuntimeError that says why this usually happens (:data:`BROKEN_POOL_HINT`), instead of hanging or re-running a
+    script in every worker."""
+    if num_workers <= 1 or multiprocessing.current_process().daemon:
+        for job in jobs:
+            yield fn(job)
+        return
     jobs = list(jobs)
     chunksize = max(1, int(chunksize))
     context = multiprocessing.get_context("spawn")
