@@ -314,7 +314,7 @@ def run_method(method, seed, out_dir, opts=(), spec=None, cfg_files=(), reevalua
     cfg = method_cfg(method, seed, out_dir, opts, spec, cfg_files)
     check_reusable(cfg)
     existing = cu.get_last_checkpoint(cfg.OUTPUT_DIR)
-    finished = existing == cu.checkpoint_path(cfg.OUTPUT_DIR, cfg.SOLVER.MAX_EPOCH)
+    finished = training_finished(cfg, existing)
     with CpuClock() as clock:
         last = train_ssl(cfg)
     if not training_finished(cfg, last):
@@ -328,12 +328,12 @@ def run_method(method, seed, out_dir, opts=(), spec=None, cfg_files=(), reevalua
     key = eval_key(cfg, last)
     evaluation = None if reevaluate else load_evaluation(cfg.OUTPUT_DIR, key)
     reused = evaluation is not None
-    if not reused:
+    if reused:
+        logger.info("%s seed %s: reusing the evaluation in %s", method, seed, os.path.join(cfg.OUTPUT_DIR, EVAL_FILE))
+    else:
         evaluation = {"probe": linear_probe_task(cfg, last)}
         evaluation.update(av_metrics(cfg, last))
         save_evaluation(cfg.OUTPUT_DIR, key, evaluation)
-    else:
-        logger.info("%s seed %s: reusing the evaluation in %s", method, seed, os.path.join(cfg.OUTPUT_DIR, EVAL_FILE))
     top1, rnd = _probe_rows(evaluation["probe"])
     rec = {"method": method, "seed": int(seed), "checkpoint": last, "epochs": int(cfg.SOLVER.MAX_EPOCH),
            "probe_top1": top1, "random_top1": rnd,
