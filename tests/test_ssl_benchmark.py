@@ -247,3 +247,25 @@ def test_supervised_reference_with_bf16_and_channels_last(synth_dir, tmp_path, m
     enabled = [dtype for dtype, on in autocasts if on]
     assert len(enabled) >= 3 and set(enabled) == {torch.bfloat16}  # 12 videos, batch 4: 3 iterations
     assert layouts and all(layouts)  # training and test batches converted to channels-last
+
+
+def test_parallel_runs_keep_report_order_and_report_failures(synth_dir, tmp_path):
+    # jobs=2: every run in its own process with its console in out/jobs/; a failing run (a missing initial checkpoint
+    # is found only when its pretraining starts) does not stop the others and is named with its log at the end
+    out = tmp_path / "par"
+    specs = {"gdt_h1": S.METHODS["gdt_h1"],
+             "broken": {"cfg": S.METHODS["gdt_h1"]["cfg"], "label": "broken",
+                        "opts": ["TRAIN.CHECKPOINT_FILE_PATH", str(tmp_path / "missing.pyth")]}}
+    with pytest.raises(RuntimeError, match=r"1 of 3 runs failed: broken, seed 0.*broken_seed0\.log"):
+        S.run_ssl_benchmark(str(out), ["broken", "gdt_h1"], [0], tiny_opts(synth_dir), specs=specs, jobs=2)
+    report = json.loads((out / "ssl_benchmark.json").read_text())
+    assert [(r["method"], r["seed"]) for r in report["runs"]] == [("gdt_h1", 0), ("supervised", 0)]
+    assert report["summary"]["gdt_h1"]["probe_top1"]["n"] == 1
+    assert "missing.pyth" in (out / "jobs" / "broken_seed0.log").read_text()
+    assert "json_stats" in (out / "jobs" / "gdt_h1_seed0.log").read_text()  # the run's training log went there
+    assert "json_stats" in (out / "jobs" / "supervised_seed0.log").read_text()
+    # the finished runs are reused by the next benchmark over the same folder, in this process
+    again = S.run_ssl_benchmark(str(out), ["gdt_h1"], [0], tiny_opts(synth_dir))
+    first = again["runs"][0]
+    assert first["evaluation_reused"] and first["probe_top1"] == report["runs"][0]["probe_top1"]
+    assert first["pretrain_min"] == report["runs"][0]["pretrain_min"]

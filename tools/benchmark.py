@@ -61,6 +61,8 @@ def parse_args(argv=None):
                    help="methods of the SSL benchmark, comma-separated (gdt_h1, gdt_h8, gdt_h6, stica)")
     g.add_argument("--seeds", default="0,1,2", help="seeds of the SSL benchmark, comma-separated")
     g.add_argument("--no-supervised", action="store_true", help="skip the supervised reference runs")
+    g.add_argument("--jobs", type=int, default=1,
+                   help="runs at once, each in its own process (e.g. several small runs sharing one GPU)")
     g.add_argument("--reevaluate", action="store_true",
                    help="evaluate every finished run again (default: reuse a run's stored evaluation while its "
                         "checkpoint and config are unchanged)")
@@ -131,7 +133,8 @@ def run_ssl(args):
     out = args.out or os.path.join("output", "ssl_benchmark")
     setup_logging(out)
     report = run_ssl_benchmark(out, methods, seeds, list(args.opts or []), supervised=not args.no_supervised,
-                               progress=B.progress, cfg_files=args.cfg_files, reevaluate=args.reevaluate)
+                               progress=B.progress, cfg_files=args.cfg_files, reevaluate=args.reevaluate,
+                               jobs=args.jobs)
     with open(os.path.join(out, "ssl_benchmark.md")) as f:
         print(f.read())
     B.progress(f"wrote {os.path.join(out, 'ssl_benchmark.json')} and ssl_benchmark.md")

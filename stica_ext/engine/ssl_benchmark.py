@@ -402,17 +402,73 @@ def format_table(summary, specs, seeds):
     return "\n".join(lines)
 
 
+def _benchmark_jobs(methods, seeds, supervised):
+    """The benchmark's runs in report order: ``("method", name, seed)`` and, once per seed, ``("supervised", None,
+    seed)``."""
+    jobs = []
+    for seed in seeds:
+        jobs += [("method", m, int(seed)) for m in methods]
+        if supervised and methods:
+            jobs.append((SUPERVISED, None, int(seed)))
+    return jobs
+
+
+def job_log_path(out_dir, job):
+    """Console log of one run of a parallel benchmark (``out_dir/jobs/<method>_seed<seed>.log``)."""
+    kind, m, seed = job
+    return os.path.join(out_dir, "jobs", f"{m if kind == 'method' else SUPERVISED}_seed{seed}.log")
+
+
+def _run_job(args):
+    """One run of a parallel benchmark, in its own process: its console goes to :func:`job_log_path`, its torch
+    threads are the machine's cores shared between the jobs. Returns ``(job index, record or None, error or None)``:
+    one failing run does not stop the others."""
+    import sys
+    import traceback
+
+    index, job, out_dir, opts, spec, cfg_files, reevaluate, threads = args
+    kind, m, seed = job
+    log = job_log_path(out_dir, job)
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    with open(log, "a", buffering=1) as f:
+        sys.stdout = sys.stderr = f
+        torch.set_num_threads(threads)
+        try:
+            if kind == "method":
+                rec, _ = run_method(m, seed, out_dir, opts, spec, cfg_files, reevaluate=reevaluate)
+            else:
+                rec = run_supervised(supervised_base_cfg(seed, out_dir, opts, cfg_files), seed, out_dir)
+            return index, rec, None
+        except Exception:  # noqa: BLE001 - reported by the parent with the run's log file
+            traceback.print_exc()
+            return index, None, traceback.format_exc(limit=3)
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+
+
 def run_ssl_benchmark(out_dir, methods=DEFAULT_METHODS, seeds=(0, 1, 2), opts=(), supervised=True,
-                      specs=None, progress=None, cfg_files=(), reevaluate=False):
+                      specs=None, progress=None, cfg_files=(), reevaluate=False, jobs=1):
     """Run the benchmark (see the module docstring) into ``out_dir``; returns the report dict and writes
-    ``ssl_benchmark.json`` / ``ssl_benchmark.md`` there after every run (a killed benchmark keeps what it had)."""
+    ``ssl_benchmark.json`` / ``ssl_benchmark.md`` there after every run (a killed benchmark keeps what it had).
+
+    ``jobs > 1`` runs that many runs (pretraining + evaluation of a method and seed, or a supervised reference) at
+    once, each in a new spawned process with its console in ``out_dir/jobs/`` (:func:`job_log_path`), e.g. on a
+    GPU machine where one small run leaves the GPU mostly idle (``NUM_GPUS 1``: they share the GPU). The synthetic
+    dataset is generated first, once. Runs that fail are reported together after the others finished (RuntimeError
+    naming their logs); the report holds the finished ones. The CPU minutes of runs that shared the machine are not
+    comparable with those of runs alone."""
+    from ..datasets.av_dataset import ensure_synthetic_data
+    from ..utils.processes import map_in_processes
+
     specs = copy.deepcopy(specs or {m: METHODS[m] for m in methods})
     say = progress or (lambda msg: logger.info(msg))
     os.makedirs(out_dir, exist_ok=True)
-    runs = []
+    todo = _benchmark_jobs(methods, seeds, supervised)
+    done = {}
     report = {}
 
     def write():
+        runs = [done[i] for i in sorted(done)]
         report.update({"report": "ssl", "methods": {m: specs[m] for m in methods}, "seeds": list(seeds),
                        "cfg_files": list(cfg_files), "opts": list(opts), "runs": runs,
                        "summary": summarise(runs, methods)})
@@ -421,15 +477,42 @@ def run_ssl_benchmark(out_dir, methods=DEFAULT_METHODS, seeds=(0, 1, 2), opts=()
         with open(os.path.join(out_dir, "ssl_benchmark.md"), "w") as f:
             f.write(format_table(report["summary"], specs, seeds) + "\n")
 
-    for seed in seeds:
-        for m in methods:
-            say(f"ssl benchmark: {m}, seed {seed}: pretraining + probe + audio-visual metrics")
-            rec, _ = run_method(m, seed, out_dir, opts, specs[m], cfg_files, reevaluate=reevaluate)
-            runs.append(rec)
+    def describe(job):
+        kind, m, seed = job
+        return (f"{m}, seed {seed}: pretraining + probe + audio-visual metrics" if kind == "method"
+                else f"supervised reference, seed {seed}")
+
+    jobs = max(1, min(int(jobs), len(todo)))
+    if jobs == 1:
+        for i, job in enumerate(todo):
+            say(f"ssl benchmark: {describe(job)}")
+            kind, m, seed = job
+            if kind == "method":
+                done[i], _ = run_method(m, seed, out_dir, opts, specs[m], cfg_files, reevaluate=reevaluate)
+            else:
+                done[i] = run_supervised(supervised_base_cfg(seed, out_dir, opts, cfg_files), seed, out_dir)
             write()
-        if supervised and methods:
-            say(f"ssl benchmark: supervised reference, seed {seed}")
-            runs.append(run_supervised(supervised_base_cfg(seed, out_dir, opts, cfg_files), seed, out_dir))
+    else:
+        for m in methods:  # once, here: parallel runs would each generate it
+            ensure_synthetic_data(method_cfg(m, seeds[0] if seeds else 0, out_dir, opts, specs[m], cfg_files))
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        args = [(i, job, out_dir, list(opts), specs[job[1]] if job[0] == "method" else None, list(cfg_files),
+                 reevaluate, threads) for i, job in enumerate(todo)]
+        say(f"ssl benchmark: {len(todo)} runs, {jobs} at a time ({threads} torch threads each; logs in "
+            f"{os.path.join(out_dir, 'jobs')})")
+        failed = []
+        for i, rec, error in map_in_processes(_run_job, args, jobs, fresh_process=True):
+            if rec is None:
+                failed.append((todo[i], error))
+                say(f"ssl benchmark: FAILED {describe(todo[i])} (see {job_log_path(out_dir, todo[i])})")
+                continue
+            done[i] = rec
+            say(f"ssl benchmark: done {describe(todo[i])} ({len(done) + len(failed)}/{len(todo)})")
             write()
+        if failed:
+            write()
+            raise RuntimeError("ssl benchmark: {} of {} runs failed: {}".format(
+                len(failed), len(todo), "; ".join(f"{describe(j)} ({job_log_path(out_dir, j)}): "
+                                                  f"{e.strip().splitlines()[-1]}" for j, e in failed)))
     write()
     return report

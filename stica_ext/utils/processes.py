@@ -1,6 +1,7 @@
 """Process pools for the one-off CPU jobs of the data side (probing an index, writing the synthetic dataset)."""
 
 import multiprocessing
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
@@ -16,9 +17,11 @@ def _apply_chunk(fn, chunk):
     return [fn(job) for job in chunk]
 
 
-def map_in_processes(fn, jobs, num_workers, chunksize=1):
+def map_in_processes(fn, jobs, num_workers, chunksize=1, fresh_process=False):
     """Yield ``fn(job)`` for every job of ``jobs``, in completion order, from ``num_workers`` spawned processes
-    (``fn`` must be a module-level function); in this process, in order, with ``num_workers <= 1`` or inside a
+    (``fn`` must be a module-level function; ``fresh_process``: a new process for every chunk, so that nothing a job
+    leaves behind, such as GPU memory or global settings, reaches the next; Python >= 3.11, else the processes are
+    reused); in this process, in order, with ``num_workers <= 1`` or inside a
     daemonic process (e.g. a DataLoader worker), which cannot start children. A pool whose worker dies raises a
     RuntimeError that says why this usually happens (:data:`BROKEN_POOL_HINT`), instead of hanging or re-running a
     script in every worker."""
@@ -30,7 +33,8 @@ def map_in_processes(fn, jobs, num_workers, chunksize=1):
     chunksize = max(1, int(chunksize))
     context = multiprocessing.get_context("spawn")
     try:
-        with ProcessPoolExecutor(max_workers=int(num_workers), mp_context=context) as pool:
+        extra = {"max_tasks_per_child": 1} if fresh_process and sys.version_info >= (3, 11) else {}
+        with ProcessPoolExecutor(max_workers=int(num_workers), mp_context=context, **extra) as pool:
             futures = [pool.submit(_apply_chunk, fn, jobs[i:i + chunksize]) for i in range(0, len(jobs), chunksize)]
             for future in as_completed(futures):
                 yield from future.result()
