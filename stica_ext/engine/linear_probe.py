@@ -183,7 +183,7 @@ def run_linear_probe(cfg, checkpoint_path="", tag="pretrained", checkpoint_type=
         train_loader = build_loader(train_set, cfg, bs, shuffle=False, drop_last=False)
         feats, labels, _ = extract_features(model, train_loader, device)
         clf, mean, std = _train_linear_on_cache(cfg, feats, labels, num_classes, device)
-        head = lambda f: clf(((f - mean) / std).to(device))  # noqa: E731
+        head = lambda f: clf(((f.to(mean.device) - mean) / std).to(device))  # noqa: E731 (statistics on the CPU)
     else:
         train_loader = build_loader(train_set, cfg, max(1, lc.BATCH_SIZE // ws), shuffle=True, drop_last=False)
         head = _train_linear_online(cfg, model, train_loader, num_classes, model.feat_dim, device)
