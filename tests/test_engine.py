@@ -210,3 +210,18 @@ def test_video_confusion_matrix_of_known_predictions():
     assert m["video_confusion"] == [[1, 0, 0], [0, 0, 1], [0, 0, 1]]
     assert m["video_top1"] == pytest.approx(200.0 / 3)
     assert "video_confusion" not in classification_metrics(logits, labels, torch.tensor([0, 0, 1, 1, 2, 2]), 3, "sum")
+
+
+def test_color_on_device_trains_like_the_worker_path(synth_dir, tmp_path):
+    # DATA.COLOR_ON_DEVICE: the loader (one worker) hands uint8 views + colour maps to the training step, which
+    # finishes them: same losses as the views finished in the worker
+    losses = {}
+    for defer in (False, True):
+        out = tmp_path / str(defer)
+        cfg = tiny_cfg(synth_dir, out, **{"DATA.COLOR_ON_DEVICE": str(defer), "DATA.SSL_COLOR_JITTER": "True",
+                                          "GDT.HYPOTHESIS": "6", "SOLVER.MAX_EPOCH": "1", "TEST.ENABLE": "False",
+                                          "GDT.MLP_DROPOUT": "0.0", "DATA_LOADER.NUM_WORKERS": "1"})
+        run_task(cfg)
+        losses[defer] = [s["loss"] for s in read_stats(out) if s["_type"] == "train_iter"]
+    assert len(losses[True]) == 3
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)

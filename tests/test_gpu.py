@@ -83,10 +83,12 @@ def test_pretrain_resume_and_probe_with_speed_switches(synth_dir, tmp_path, swit
 
 
 def test_stica_pretrain_and_online_probe(synth_dir, tmp_path):
+    # the views' colour maps and blur are applied on the GPU (DATA.COLOR_ON_DEVICE)
     cfg = tiny_cfg(synth_dir, tmp_path, NUM_GPUS="1", **{
         "MODEL.MODEL_NAME": "STiCA", "MODEL.LOSS_FUNC": "stica_nce", "SOLVER.MAX_EPOCH": "1",
         "STICA.NUM_LARGE_TCROPS": "0", "STICA.NUM_SMALL_TCROPS": "0", "STICA.NUM_SMALL_CROPS": "2",
-        "LINEAR.EPOCHS": "2", "LINEAR.CACHE_FEATURES": "False", "TRAIN.MIXED_PRECISION": "True"})
+        "LINEAR.EPOCHS": "2", "LINEAR.CACHE_FEATURES": "False", "TRAIN.MIXED_PRECISION": "True",
+        "DATA.COLOR_ON_DEVICE": "True", "DATA.SSL_COLOR_JITTER": "True"})
     results = run_task(cfg)
     epoch = stats(tmp_path, "train_epoch")[0]
     assert {"loss_crops", "loss_av"} <= set(epoch) and epoch["loss"] == epoch["loss"]

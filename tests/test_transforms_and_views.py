@@ -207,3 +207,63 @@ def test_dataset_fast_augment_switch(synth_dir, tmp_path):
     # so compare the mean difference)
     assert (a["video"] - b["video"]).abs().mean() < 0.02
     assert not torch.equal(a["video"], b["video"])  # ... and the switch did select the other path
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_deferred_views_finished_later_equal_the_workers_views(seed):
+    # DATA.COLOR_ON_DEVICE: same random draws, a uint8 view + colour map (+ blur sigma) that apply_view_colors
+    # turns into the view the fast path finishes in the worker
+    frames = _smooth_clip(seed=seed)
+    kw = dict(crop_size=24, mean=_MEAN, std=_STD, color_prob=1.0, gray_prob=0.5, blur_prob=0.5)
+    ref = T.stica_video_transform(frames, rng=random.Random(seed), **kw)
+    u8, color, sigma = T.stica_video_transform(frames, rng=random.Random(seed), defer_color=True, **kw)
+    assert u8.dtype == torch.uint8 and u8.shape == (3, 6, 24, 24) and color.shape == (3, 3 + 6)
+    out = T.apply_view_colors(u8[None, None], color[None, None], torch.tensor([[sigma]]))[0, 0]
+    assert torch.allclose(out, ref, atol=1e-4)
+    gkw = dict(jitter_scales=(30, 36), crop_size=24, mean=_MEAN, std=_STD, color=(0.4, 0.4, 0.4))
+    for reverse in (False, True):
+        ref = T.train_video_transform(frames, rng=random.Random(seed), reverse=reverse, **gkw)
+        u8, color = T.train_video_transform(frames, rng=random.Random(seed), reverse=reverse, defer_color=True, **gkw)
+        assert torch.allclose(T.apply_view_colors(u8, color), ref, atol=1e-4)
+    # every draw makes a difference: another seed's colour map gives another view
+    other = T.train_video_transform(frames, rng=random.Random(seed + 10), defer_color=True, **gkw)[1]
+    assert not torch.allclose(T.apply_view_colors(u8, other), ref, atol=1e-2)
+    with pytest.raises(ValueError, match="color must have shape"):
+        T.apply_view_colors(u8, color[:, :4])
+    with pytest.raises(ValueError, match="fast path"):
+        T.train_video_transform(frames, rng=random.Random(0), fast=False, defer_color=True, **gkw)
+
+
+@pytest.mark.parametrize("model", ["GDT", "STiCA"])
+def test_dataset_color_on_device_samples(synth_dir, tmp_path, model):
+    over = {"DATA.SSL_COLOR_JITTER": "True"}
+    if model == "GDT":
+        over["GDT.HYPOTHESIS"] = "6"
+    else:
+        over.update({"MODEL.MODEL_NAME": "STiCA", "MODEL.LOSS_FUNC": "stica_nce", "STICA.NUM_LARGE_TCROPS": "0",
+                     "STICA.NUM_SMALL_TCROPS": "0"})
+    items = {}
+    for defer in (False, True):
+        cfg = tiny_cfg(synth_dir, tmp_path, **over, **{"DATA.COLOR_ON_DEVICE": str(defer)})
+        ds = build_dataset("synthetic_av", cfg, "train", sample_type="gdt" if model == "GDT" else "stica")
+        items[defer] = [ds[(i, 1)] for i in range(4)]
+    for plain, deferred in zip(items[False], items[True]):
+        assert deferred["video"].dtype == torch.uint8 and deferred["video"].shape == plain["video"].shape
+        assert torch.equal(deferred["audio"], plain["audio"])
+        batch = torch.utils.data.default_collate([deferred])
+        out = T.apply_view_colors(batch["video"], batch["video_color"], batch.get("video_blur"))[0]
+        assert torch.allclose(out, plain["video"], atol=1e-4)
+    if model == "STiCA":
+        assert any(float(it["video_blur"].max()) > 0 for it in items[True])
+        assert items[True][0]["video_blur"].shape == (2,)
+    else:
+        assert "video_blur" not in items[True][0] and items[True][0]["video_color"].shape == (4, 3, 3 + 4)
+
+
+def test_color_on_device_config_errors(synth_dir, tmp_path):
+    from stica_ext.config import ConfigError
+
+    with pytest.raises(ConfigError, match="DATA.COLOR_ON_DEVICE needs DATA.FAST_AUGMENT"):
+        tiny_cfg(synth_dir, tmp_path, **{"DATA.COLOR_ON_DEVICE": "True", "DATA.FAST_AUGMENT": "False"})
+    with pytest.raises(ConfigError, match="GDT.REFERENCE_COLOR_JITTER"):
+        tiny_cfg(synth_dir, tmp_path, **{"DATA.COLOR_ON_DEVICE": "True", "GDT.REFERENCE_COLOR_JITTER": "True"})

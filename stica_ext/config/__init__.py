@@ -318,6 +318,12 @@ def assert_and_infer_cfg(cfg):
     need(cfg.TEST.NUM_ENSEMBLE_VIEWS >= 1 and cfg.TEST.NUM_SPATIAL_CROPS in (1, 3),
          f"TEST.NUM_ENSEMBLE_VIEWS must be >= 1 and TEST.NUM_SPATIAL_CROPS 1 or 3, got "
          f"{cfg.TEST.NUM_ENSEMBLE_VIEWS} / {cfg.TEST.NUM_SPATIAL_CROPS}")
+    if cfg.DATA.COLOR_ON_DEVICE:
+        need(cfg.DATA.FAST_AUGMENT and not cfg.GDT.REFERENCE_COLOR_JITTER,
+             "DATA.COLOR_ON_DEVICE needs DATA.FAST_AUGMENT True and GDT.REFERENCE_COLOR_JITTER False (it defers the "
+             "fast path's fused colour map)")
+        need(str(cfg.TRAIN.DATASET).lower() != "howto100m",
+             "DATA.COLOR_ON_DEVICE is supported by the audio-visual datasets only, not TRAIN.DATASET howto100m")
     _assert_downstream(cfg, need)
     _assert_text(cfg, need)
     if cfg.MODEL.MODEL_NAME == "STiCA":  # STiCA crops, pooling and loss (spec 5, 8 items 4, 8, 18)

@@ -117,6 +117,11 @@ _C.DATA.NUM_RETRIES = 10
 # one per-frame affine map (same random draws as the float path; pixels differ by uint8 rounding, <= 1/255
 # before jitter). False = convert the whole clip to float first (the slower reference path).
 _C.DATA.FAST_AUGMENT = True
+# Pretraining samples (GDT / STiCA views of the audio-visual datasets) leave the workers as uint8 views plus each
+# view's colour map (colour jitter, greyscale and normalisation as one affine map; STiCA's blur sigma), and the
+# training step finishes them on its device: a quarter of the bytes to collate, pin and copy, and no float pass in
+# the workers. Same views up to float rounding. Needs DATA.FAST_AUGMENT and not GDT.REFERENCE_COLOR_JITTER.
+_C.DATA.COLOR_ON_DEVICE = False
 # UCF101 / HMDB51: folder of the split files (ucfTrainTestlist/ or testTrainMulti_7030_splits/; "" = the video root
 # DATA.PATH_TO_DATA_DIR, which holds one folder per class), the fold (1, 2 or 3), and the folds one command runs
 # one after the other, each in OUTPUT_DIR/fold<k> with a per-fold and mean +- std report ([] = DATA.FOLD only).
@@ -432,7 +437,8 @@ NEW_KEYS = {
     "SOLVER": ("WARMUP_MULTIPLIER", "BACKBONE_LR"),
     "DATA": ("ENSEMBLE_METHOD", "SSL_COLOR_JITTER", "SSL_COLOR_BRI_CON_SAT", "NUM_RETRIES", "DECODING_BACKEND",
              "ANNOTATION_DIR", "FOLD", "FOLDS", "SKIP_MISSING_VIDEOS", "LAYOUT", "SPLIT_DIRS", "VIDEO_EXTENSIONS",
-             "CLASS_NAMES_FILE", "VALIDITY_FILTER", "PROBE_WORKERS", "INDEX_CACHE_DIR", "FAST_AUGMENT"),
+             "CLASS_NAMES_FILE", "VALIDITY_FILTER", "PROBE_WORKERS", "INDEX_CACHE_DIR", "FAST_AUGMENT",
+             "COLOR_ON_DEVICE"),
     "DATA_LOADER": ("TUNE_MALLOC",),
     "BN": ("GLOBAL_SYNC",),
     "RESNET": ("WIDTH_PER_GROUP", "ZERO_INIT_FINAL_BN"),

@@ -216,13 +216,13 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             timings=self.stage_times,
         )
 
-    def _train_view(self, frames, rng, reverse=False, out=None):
+    def _train_view(self, frames, rng, reverse=False, out=None, defer_color=False):
         d = self.cfg.DATA
         color = tuple(d.SSL_COLOR_BRI_CON_SAT) if d.SSL_COLOR_JITTER else None
         return T.train_video_transform(frames, jitter_scales=d.TRAIN_JITTER_SCALES, crop_size=d.TRAIN_CROP_SIZE,
                                        mean=d.MEAN, std=d.STD, rng=rng, flip=d.RANDOM_FLIP, color=color,
                                        reference_color=self.cfg.GDT.REFERENCE_COLOR_JITTER, fast=d.FAST_AUGMENT,
-                                       reverse=reverse, out=out)
+                                       reverse=reverse, out=out, defer_color=defer_color)
 
     def _eval_view(self, frames, spatial_idx=1):
         d = self.cfg.DATA
@@ -261,8 +261,12 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         clips = self._decode(video_idx, positions, _GDT_NUM_POSITIONS, rng, self.need_audio)
         d = self.cfg.DATA
         names = [name for name in VIEW_ORDER if name in self.views]
-        # The views are written straight into the sample tensor (no stacking copy).
-        video = torch.empty(len(names), 3, d.NUM_FRAMES, d.TRAIN_CROP_SIZE, d.TRAIN_CROP_SIZE)
+        defer = d.COLOR_ON_DEVICE
+        # The views are written straight into the sample tensor (no stacking copy); with DATA.COLOR_ON_DEVICE as
+        # uint8 views plus their colour maps, finished on the training device (transforms.apply_view_colors).
+        shape = (len(names), 3, d.NUM_FRAMES, d.TRAIN_CROP_SIZE, d.TRAIN_CROP_SIZE)
+        video = torch.empty(shape, dtype=torch.uint8 if defer else torch.float32)
+        colors = torch.empty(len(names), 3, 3 + d.NUM_FRAMES) if defer else None
         audios = []
         specs = {}
         for k, name in enumerate(names):
@@ -270,7 +274,10 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             reverse = name.endswith("rev")
             with stage(self.stage_times, "augment"):
                 # Own augmentation per view (spec 3.5); the reversed views reuse the decoded frames.
-                self._train_view(clip.frames, rng, reverse=reverse, out=video[k])
+                if defer:
+                    video[k], colors[k] = self._train_view(clip.frames, rng, reverse=reverse, defer_color=True)
+                else:
+                    self._train_view(clip.frames, rng, reverse=reverse, out=video[k])
             if self.need_audio:
                 key = id(clip)
                 with stage(self.stage_times, "audio_features"):
@@ -282,6 +289,8 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             "label": torch.tensor(self.labels[video_idx]),
             "index": torch.tensor(video_idx),
         }
+        if defer:
+            item["video_color"] = colors
         if self.need_audio:
             item["audio"] = torch.stack(audios)
         return item
@@ -298,10 +307,15 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             ratio = tuple(d.TRAIN_JITTER_ASPECT_RELATIVE) or (3 / 4, 4 / 3)
             views = [T.stica_video_transform(clip.frames, crop_size=d.TRAIN_CROP_SIZE, mean=d.MEAN, std=d.STD,
                                              rng=rng, flip=d.RANDOM_FLIP, color=color, scale=scale, ratio=ratio,
-                                             fast=d.FAST_AUGMENT)
+                                             fast=d.FAST_AUGMENT, defer_color=d.COLOR_ON_DEVICE)
                      for _ in range(2)]
-        item = {"video": torch.stack(views), "label": torch.tensor(self.labels[video_idx]),
-                "index": torch.tensor(video_idx)}
+        item = {"label": torch.tensor(self.labels[video_idx]), "index": torch.tensor(video_idx)}
+        if d.COLOR_ON_DEVICE:  # uint8 views, colour maps and blur sigmas: finished on the training device
+            item["video"] = torch.stack([v[0] for v in views])
+            item["video_color"] = torch.stack([v[1] for v in views])
+            item["video_blur"] = torch.tensor([float(v[2]) for v in views])
+        else:
+            item["video"] = torch.stack(views)
         if self.need_audio:
             with stage(self.stage_times, "audio_features"):
                 item["audio"] = self._spectrogram(clip.audio, rng, train=True)

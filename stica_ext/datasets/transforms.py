@@ -152,7 +152,7 @@ def grayscale(x):
 def gaussian_blur(x, sigma, kernel_size=11):
     """Isotropic Gaussian blur of every frame (separable, reflect padding)."""
     half = kernel_size // 2
-    t = torch.arange(-half, half + 1, dtype=x.dtype)
+    t = torch.arange(-half, half + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = k / k.sum()
     c, tt, h, w = x.shape
@@ -254,14 +254,48 @@ def _color_affine(ops, gray, mean, std, frame_means):
     return a.float(), c.float()
 
 
+def _flip_u8(x, flip, reverse):
+    dims = ([-1] if flip else []) + ([0] if reverse else [])
+    return x.flip(dims) if dims else x
+
+
+def defer_view_u8(x, *, mean, std, ops=(), gray=False, flip=False, reverse=False):
+    """The deferred form of :func:`finish_view_u8` (``DATA.COLOR_ON_DEVICE``): the flipped / reversed uint8 view
+    ``3 x T x S x S`` and its colour map ``3 x (3 + T)`` (``[A | c]``: ``out = A @ rgb + c[:, t]`` for ``rgb`` in
+    [0, 255], colour operations, greyscale and normalisation composed), for :func:`apply_view_colors` to finish on
+    the training device. The frame means a contrast operation needs are taken from the uint8 view here."""
+    x = _flip_u8(x, flip, reverse).permute(1, 0, 2, 3).contiguous()
+    count = x.shape[-1] * x.shape[-2]
+    a, c = _color_affine(ops, gray, mean, std, lambda: x.sum(dim=(-2, -1), dtype=torch.int64).double() / count)
+    return x, torch.cat([a, c.expand(3, x.shape[1])], dim=1)
+
+
+def apply_view_colors(video, color, blur=None):
+    """Finish deferred views (:func:`defer_view_u8`) on whatever device they are on: ``video`` uint8
+    ``... x 3 x T x S x S``, ``color`` ``... x 3 x (3 + T)`` with the same leading dimensions, optional ``blur``
+    ``...`` (Gaussian sigma per view, 0 = none, as :func:`stica_video_transform` draws it). Returns float32
+    ``... x 3 x T x S x S``, equal to the views the workers would have finished (up to float rounding)."""
+    lead, (ch, t, h, w) = video.shape[:-4], video.shape[-4:]
+    if color.shape != (*lead, 3, 3 + t):
+        raise ValueError(f"color must have shape {(*lead, 3, 3 + t)} for video {tuple(video.shape)}, "
+                         f"got {tuple(color.shape)}")
+    x = video.reshape(-1, ch, t * h * w).float()
+    cm = color.reshape(-1, 3, 3 + t).float()
+    out = torch.bmm(cm[:, :, :3], x).view(-1, 3, t, h, w) + cm[:, :, 3:].view(-1, 3, t, 1, 1)
+    if blur is not None:
+        sigmas = blur.reshape(-1).tolist()
+        for i, sigma in enumerate(sigmas):
+            if sigma > 0:
+                out[i] = gaussian_blur(out[i], sigma)
+    return out.view(*lead, 3, t, h, w)
+
+
 def finish_view_u8(x, *, mean, std, ops=(), gray=False, flip=False, reverse=False, out=None):
     """Final steps of a fast-path view: ``x`` is the resized and cropped uint8 clip ``T x 3 x S x S``; optional
     horizontal flip and time reversal, then colour operations (:func:`draw_color_ops`), greyscale and normalisation
     in one affine pass. Returns ``3 x T x S x S`` float32 (contiguous), written into ``out`` when given (e.g. one
     view of a preallocated multi-view sample)."""
-    dims = ([-1] if flip else []) + ([0] if reverse else [])
-    if dims:
-        x = x.flip(dims)
+    x = _flip_u8(x, flip, reverse)
     xf = x.permute(1, 0, 2, 3).to(torch.float32, memory_format=torch.contiguous_format)
     a, c = _color_affine(ops, gray, mean, std, lambda: xf.mean(dim=(-2, -1)))
     if out is not None and (out.shape != xf.shape or not out.is_contiguous() or out.dtype != torch.float32):
@@ -276,7 +310,7 @@ def finish_view_u8(x, *, mean, std, ops=(), gray=False, flip=False, reverse=Fals
 
 
 def train_video_transform(frames, *, jitter_scales, crop_size, mean, std, rng, flip=True, color=None,
-                          reference_color=False, fast=True, reverse=False, out=None):
+                          reference_color=False, fast=True, reverse=False, out=None, defer_color=False):
     """GDT pretraining / training augmentation (spec 3.3a, with the intended per-frame colour jitter): short side
     resized to ``round(U(jitter_scales))``, random ``crop_size`` crop, horizontal flip with p 0.5, colour jitter,
     normalisation.
@@ -288,10 +322,14 @@ def train_video_transform(frames, *, jitter_scales, crop_size, mean, std, rng, f
         fast: resize in uint8 and fuse the colour operations (see the fast-path notes above); False = float path.
         reverse: return the view time-reversed (same as reversing ``frames`` first: every step acts frame by frame).
         out: optional preallocated ``3 x T x S x S`` float32 tensor to write the view into.
+        defer_color: return ``(uint8 view, colour map)`` of :func:`defer_view_u8` instead (fast path only; same
+            random draws), for :func:`apply_view_colors` on the training device.
 
     Returns:
         ``3 x T x crop_size x crop_size`` float, normalised.
     """
+    if defer_color and (not fast or reference_color):
+        raise ValueError("defer_color needs the fast path without the reference colour jitter")
     if not fast or reference_color:
         x = uint8_thwc_to_float_cthw(frames.flip(0) if reverse else frames)
         x = random_short_side_scale_jitter(x, jitter_scales[0], jitter_scales[1], rng)
@@ -307,6 +345,8 @@ def train_video_transform(frames, *, jitter_scales, crop_size, mean, std, rng, f
     x = random_crop(x, crop_size, rng)
     do_flip = bool(flip) and rng.random() < 0.5
     ops = draw_color_ops(*color, rng) if color is not None else ()
+    if defer_color:
+        return defer_view_u8(x, mean=mean, std=std, ops=ops, flip=do_flip, reverse=reverse)
     return finish_view_u8(x, mean=mean, std=std, ops=ops, flip=do_flip, reverse=reverse, out=out)
 
 
@@ -323,11 +363,14 @@ def eval_video_transform(frames, *, crop_size, spatial_idx, mean, std, fast=True
 
 def stica_video_transform(frames, *, crop_size, mean, std, rng, scale=(0.14, 1.0), ratio=(3 / 4, 4 / 3), flip=True,
                           color=(0.4, 0.4, 0.4), color_prob=0.8, gray_prob=0.2, blur_prob=0.5, blur_sigma=(0.1, 2.0),
-                          fast=True):
+                          fast=True, defer_color=False):
     """STiCA pretraining view (spec 3.3b, intended version): RandomResizedCrop, flip, colour jitter with
     probability ``color_prob`` (per-frame RGB, on [0, 1] values), greyscale with ``gray_prob``, Gaussian blur with
     ``blur_prob`` and a random isotropic sigma ``U(blur_sigma)``; then normalisation. ``3 x T x S x S`` out.
-    ``fast``: uint8 geometry and one fused colour pass (see the fast-path notes above)."""
+    ``fast``: uint8 geometry and one fused colour pass (see the fast-path notes above). ``defer_color`` (fast path
+    only): return ``(uint8 view, colour map, blur sigma or 0)`` for :func:`apply_view_colors` instead."""
+    if defer_color and not fast:
+        raise ValueError("defer_color needs the fast path")
     if not fast:
         x = uint8_thwc_to_float_cthw(frames)
         x = random_resized_crop(x, crop_size, scale, ratio, rng)
@@ -346,5 +389,7 @@ def stica_video_transform(frames, *, crop_size, mean, std, rng, scale=(0.14, 1.0
     ops = draw_color_ops(*color, rng) if (color is not None and rng.random() < color_prob) else ()
     gray = rng.random() < gray_prob
     sigma = rng.uniform(*blur_sigma) if rng.random() < blur_prob else None
+    if defer_color:
+        return (*defer_view_u8(x, mean=mean, std=std, ops=ops, gray=gray, flip=do_flip), sigma or 0.0)
     x = finish_view_u8(x, mean=mean, std=std, ops=ops, gray=gray, flip=do_flip)
     return gaussian_blur(x, sigma).contiguous() if sigma is not None else x

@@ -10,6 +10,7 @@ import torch
 
 from ..datasets import build_dataset, build_loader, set_loader_epoch
 from ..datasets.av_dataset import ssl_sample_type
+from ..datasets.transforms import apply_view_colors
 from ..models.build import build_model
 from ..models.weights import load_weights_from_cfg
 from ..registry import get_loss_class
@@ -225,6 +226,9 @@ def train_epoch(cfg, model, loss_fn, loader, optimizer, epoch, device, scaler=No
         lr = get_lr_at_epoch(cfg, epoch + it / n_iters)
         set_lr(optimizer, lr)
         video = batch["video"].to(device, non_blocking=True)
+        if "video_color" in batch:  # DATA.COLOR_ON_DEVICE: uint8 views + colour maps, finished here
+            video = apply_view_colors(video, batch["video_color"].to(device, non_blocking=True),
+                                      batch.get("video_blur"))  # blur sigmas stay on the CPU
         if cfg.TRAIN.CHANNELS_LAST:
             video = video_to_channels_last(video)
         # the second modality: audio spectrograms (audio-visual GDT, STiCA) or token ids (video-text GDT)
