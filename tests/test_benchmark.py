@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from stica_ext.config import ConfigError, add_stica_config, assert_and_infer_cfg, get_cfg, load_config
 from stica_ext.config.defaults import NEW_KEYS, NEW_TOP_KEYS
+from stica_ext.datasets import transforms as T
 from stica_ext.engine import benchmark as B
 from stica_ext.engine.train_ssl import apply_channels_last, prepare_model, video_to_channels_last
 from stica_ext.models import GDT, build_model
@@ -125,7 +126,9 @@ def test_model_report_every_meta_architecture(synth_dir, tmp_path, over, parts, 
 # --- training report and switches ----------------------------------------------------------------------------------
 
 
-def test_train_report_structure_and_switches(synth_dir, tmp_path):
+def test_train_report_structure_and_switches(synth_dir, tmp_path, monkeypatch):
+    # as on a CPU with native bf16 (elsewhere TRAIN.MIXED_PRECISION falls back to float32 with a warning)
+    monkeypatch.setattr(importlib.import_module("stica_ext.engine.train_ssl"), "cpu_has_native_bf16", lambda: True)
     cfg = _small(synth_dir, tmp_path)
     r = B.train_report(cfg, warmup=1, iters=2)
     assert r["report"] == "train" and r["device"] == "cpu" and r["batch_size"] == 2 and r["timed_iters"] == 2
@@ -316,3 +319,18 @@ def test_ssl_default_methods_are_the_benchmark_defaults():
     from stica_ext.engine.ssl_benchmark import DEFAULT_METHODS
 
     assert _tool().parse_args(["--report", "ssl"]).methods.split(",") == list(DEFAULT_METHODS)
+
+
+def test_train_report_finishes_deferred_views_in_the_step(synth_dir, tmp_path):
+    # DATA.COLOR_ON_DEVICE: the timed step includes turning the uint8 views into normalised float views
+    cfg = _small(synth_dir, tmp_path, **{"DATA.COLOR_ON_DEVICE": True})
+    video = torch.zeros(2, 3, 3, 4, 8, 8)
+    u8, color, blur = B.deferred_video_inputs(cfg, video)
+    assert u8.dtype == torch.uint8 and u8.shape == video.shape and color.shape == (2, 3, 3, 3 + 4) and blur is None
+    mean = torch.tensor(cfg.DATA.MEAN).view(3, 1, 1, 1)
+    std = torch.tensor(cfg.DATA.STD).view(3, 1, 1, 1)
+    torch.testing.assert_close(T.apply_view_colors(u8, color), (u8.float() / 255 - mean) / std, rtol=1e-5,
+                               atol=1e-5)
+    r = B.train_report(cfg, warmup=1, iters=1)
+    assert r["switches"]["color_on_device"] and "colour-on-device" in B.to_markdown(r)
+    assert r["input"] == [[2, 1, 3, 4, 32, 32], [2, 1, 1, 40, 99]] and r["last_loss"] == r["last_loss"]

@@ -233,6 +233,7 @@ def test_supervised_reference_with_bf16_and_channels_last(synth_dir, tmp_path, m
 
     monkeypatch.setattr(torch, "autocast", spy_autocast)
     monkeypatch.setattr(train_ssl, "video_to_channels_last", spy_cl)
+    monkeypatch.setattr(train_ssl, "cpu_has_native_bf16", lambda: True)  # as on a CPU with native bf16
 
     base = S.method_cfg("gdt_h1", 0, str(tmp_path), tiny_opts(synth_dir) + [
         "TRAIN.MIXED_PRECISION", "True", "TRAIN.CHANNELS_LAST", "True"])

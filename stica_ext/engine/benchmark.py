@@ -38,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import views_for_hypothesis, world_size
+from ..datasets.transforms import _color_affine, apply_view_colors
 from ..models.build import build_model
 from .launch import get_device, seed_everything
 from .optim import construct_optimizer
@@ -762,6 +763,21 @@ def _device_name(device):
     return f"CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
+def deferred_video_inputs(cfg, video, seed=0):
+    """``(uint8 views, colour maps, blur sigmas or None)`` shaped like the float ``video`` batch (on its device), as
+    the loader hands them over with ``DATA.COLOR_ON_DEVICE``: random pixels, the normalisation as colour map, and
+    for STiCA a blur on every other view (the recipe blurs half of them)."""
+    g = torch.Generator().manual_seed(seed)
+    lead, t = video.shape[:-4], video.shape[-3]
+    u8 = torch.randint(0, 256, tuple(video.shape), generator=g, dtype=torch.uint8).to(video.device)
+    a, c = _color_affine((), False, cfg.DATA.MEAN, cfg.DATA.STD, None)
+    color = torch.cat([a, c.expand(3, t)], dim=1).expand(*lead, 3, 3 + t).contiguous().to(video.device)
+    blur = None
+    if cfg.MODEL.MODEL_NAME == "STiCA":
+        blur = (torch.arange(lead.numel()) % 2 == 0).float().view(lead) * 1.0
+    return u8, color, blur
+
+
 def train_report(cfg, warmup=5, iters=20, batch_size=None, tag=""):
     """Clips/s and peak memory of the training step (forward, loss, backward, optimizer step) at the configured
     shape (``DATA.NUM_FRAMES`` x ``DATA.TRAIN_CROP_SIZE``, per-process batch ``TRAIN.BATCH_SIZE / world size`` or
@@ -790,11 +806,15 @@ def train_report(cfg, warmup=5, iters=20, batch_size=None, tag=""):
     scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
     args, labels = training_inputs(cfg, b, seed=cfg.RNG_SEED)
     args = [a.to(device) for a in args]
+    deferred = deferred_video_inputs(cfg, args[0]) if cfg.DATA.COLOR_ON_DEVICE and not classify else None
     if cfg.TRAIN.CHANNELS_LAST:
         args[0] = video_to_channels_last(args[0])
     labels = labels.to(device) if labels is not None else None
 
     def step():
+        if deferred is not None:  # DATA.COLOR_ON_DEVICE: the training step finishes the uint8 views first
+            video = apply_view_colors(*deferred)
+            args[0] = video_to_channels_last(video) if cfg.TRAIN.CHANNELS_LAST else video
         with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
             out = model(*args)
         loss = F.cross_entropy(out.float(), labels) if classify else ssl_loss(loss_fn, out)[0]
@@ -844,6 +864,7 @@ def train_report(cfg, warmup=5, iters=20, batch_size=None, tag=""):
         "input": _shapes(args), "frames": cfg.DATA.NUM_FRAMES, "crop": cfg.DATA.TRAIN_CROP_SIZE,
         "switches": {"mixed_precision": bool(amp), "amp_dtype": str(amp_dtype).replace("torch.", "") if amp else None,
                      "channels_last": bool(cfg.TRAIN.CHANNELS_LAST), "compile": bool(cfg.TRAIN.COMPILE),
+                     "color_on_device": deferred is not None,
                      "compile_mode": cfg.TRAIN.COMPILE_MODE if cfg.TRAIN.COMPILE else None,
                      "cudnn_benchmark": bool(cfg.CUDNN_BENCHMARK) and device.type == "cuda",
                      "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32) if device.type == "cuda" else None,
@@ -955,6 +976,8 @@ def _switches(s):
         on.append("cudnn-benchmark")
     if s.get("compile"):
         on.append(f"compile({s.get('compile_mode')})")
+    if s.get("color_on_device"):
+        on.append("colour-on-device")
     return " + ".join(on) or "fp32 eager"
 
 
