@@ -806,3 +806,17 @@ def test_reversal_invariance_reduces_to_matching_both_clips_to_the_caption():
     the caption to match a clip and its reversal alike."""
     _, stats = GDTNCELoss(hypothesis=3)(_views(0))
     assert stats["loss/inv-orig-rev"] == pytest.approx(float(stats["loss/base-orig-rev"]), abs=1e-6)
+
+
+@pytest.mark.parametrize("normalize", ["none", "mean_std"])
+def test_fast_video_path_matches_the_float_path(fx, normalize):
+    # DATA.FAST_AUGMENT: uint8 crop + antialiased uint8 resize, one float pass; the same draws as the float path
+    items = {fast: Howto100mDataset(howto_cfg(fx, **{"DATA.FAST_AUGMENT": str(fast),
+                                                     "TEXT.VIDEO_NORMALIZE": normalize}), "train")[(1, 2)]
+             for fast in (True, False)}
+    a, b = items[True]["video"], items[False]["video"]
+    assert a.shape == b.shape and a.dtype == b.dtype == torch.float32 and a.is_contiguous()
+    assert torch.equal(items[True]["text"], items[False]["text"])
+    step = 1.0 / 255 / (0.225 if normalize == "mean_std" else 1.0)
+    assert (a - b).abs().max() <= 1.01 * step  # at most one grey level apart
+    assert not torch.equal(a, b)  # ... and the switch did select the other path

@@ -622,15 +622,26 @@ class Howto100mDataset(torch.utils.data.Dataset):
 
     def video_transform(self, frames, rng):
         """``T x H x W x 3`` uint8 -> ``3 x T x S x S`` float: square crop of side ``min(H, W)`` at a random position,
-        bilinear resize to ``S = DATA.TRAIN_CROP_SIZE``, ``/255`` and optional mean / std normalisation."""
-        x = T.uint8_thwc_to_float_cthw(frames)
-        h, w = x.shape[-2:]
+        bilinear resize to ``S = DATA.TRAIN_CROP_SIZE`` (antialiased when shrinking), ``/255`` and optional mean /
+        std normalisation. With ``DATA.FAST_AUGMENT`` (default) the crop and the resize work on the uint8 frames and
+        only the small result is converted to float, in the pass that normalises it (same draws; pixels differ from
+        the float path by the uint8 rounding of the resized frame, at most one grey level)."""
+        h, w = frames.shape[1:3]
         side = min(h, w)
         y0, x0 = rng.randint(0, h - side), rng.randint(0, w - side)
-        x = x[..., y0:y0 + side, x0:x0 + side]
+        crop = frames[:, y0:y0 + side, x0:x0 + side]
+        normalise = self.cfg.TEXT.VIDEO_NORMALIZE == "mean_std"
+        if self.cfg.DATA.FAST_AUGMENT:
+            x = crop.permute(0, 3, 1, 2)  # T x 3 x side x side, a view
+            if side != self.crop_size:
+                x = F.interpolate(x.contiguous(memory_format=torch.channels_last), size=(self.crop_size,) * 2,
+                                  mode="bilinear", align_corners=False, antialias=side > self.crop_size)
+            mean, std = (self.cfg.DATA.MEAN, self.cfg.DATA.STD) if normalise else ((0.0,) * 3, (1.0,) * 3)
+            return T.finish_view_u8(x, mean=mean, std=std)
+        x = T.uint8_thwc_to_float_cthw(crop)
         if side != self.crop_size:
             x = F.interpolate(x, size=(self.crop_size, self.crop_size), mode="bilinear", align_corners=False,
                               antialias=side > self.crop_size)
-        if self.cfg.TEXT.VIDEO_NORMALIZE == "mean_std":
+        if normalise:
             x = T.normalize(x, self.cfg.DATA.MEAN, self.cfg.DATA.STD)
         return x.contiguous()
