@@ -419,6 +419,15 @@ def job_log_path(out_dir, job):
     return os.path.join(out_dir, "jobs", f"{m if kind == 'method' else SUPERVISED}_seed{seed}.log")
 
 
+def _run_one(job, out_dir, opts, spec, cfg_files, reevaluate):
+    """The record of one run of the benchmark (:func:`_benchmark_jobs`): a method and seed, or a supervised
+    reference."""
+    kind, m, seed = job
+    if kind == "method":
+        return run_method(m, seed, out_dir, opts, spec, cfg_files, reevaluate=reevaluate)[0]
+    return run_supervised(supervised_base_cfg(seed, out_dir, opts, cfg_files), seed, out_dir)
+
+
 def _run_job(args):
     """One run of a parallel benchmark, in its own process: its console goes to :func:`job_log_path`, its torch
     threads are the machine's cores shared between the jobs. Returns ``(job index, record or None, error or None)``:
@@ -427,18 +436,13 @@ def _run_job(args):
     import traceback
 
     index, job, out_dir, opts, spec, cfg_files, reevaluate, threads = args
-    kind, m, seed = job
     log = job_log_path(out_dir, job)
     os.makedirs(os.path.dirname(log), exist_ok=True)
     with open(log, "a", buffering=1) as f:
         sys.stdout = sys.stderr = f
         torch.set_num_threads(threads)
         try:
-            if kind == "method":
-                rec, _ = run_method(m, seed, out_dir, opts, spec, cfg_files, reevaluate=reevaluate)
-            else:
-                rec = run_supervised(supervised_base_cfg(seed, out_dir, opts, cfg_files), seed, out_dir)
-            return index, rec, None
+            return index, _run_one(job, out_dir, opts, spec, cfg_files, reevaluate), None
         except Exception:  # noqa: BLE001 - reported by the parent with the run's log file
             traceback.print_exc()
             return index, None, traceback.format_exc(limit=3)
@@ -486,11 +490,7 @@ def run_ssl_benchmark(out_dir, methods=DEFAULT_METHODS, seeds=(0, 1, 2), opts=()
     if jobs == 1:
         for i, job in enumerate(todo):
             say(f"ssl benchmark: {describe(job)}")
-            kind, m, seed = job
-            if kind == "method":
-                done[i], _ = run_method(m, seed, out_dir, opts, specs[m], cfg_files, reevaluate=reevaluate)
-            else:
-                done[i] = run_supervised(supervised_base_cfg(seed, out_dir, opts, cfg_files), seed, out_dir)
+            done[i] = _run_one(job, out_dir, opts, specs.get(job[1]), cfg_files, reevaluate)
             write()
     else:
         for m in methods:  # once, here: parallel runs would each generate it
