@@ -774,7 +774,7 @@ def deferred_video_inputs(cfg, video, seed=0):
     color = torch.cat([a, c.expand(3, t)], dim=1).expand(*lead, 3, 3 + t).contiguous().to(video.device)
     blur = None
     if cfg.MODEL.MODEL_NAME == "STiCA":
-        blur = (torch.arange(lead.numel()) % 2 == 0).float().view(lead) * 1.0
+        blur = (torch.arange(lead.numel()) % 2 == 0).float().view(lead)  # sigma 1 on every other view
     return u8, color, blur
 
 

@@ -29,30 +29,17 @@ def build_loss(cfg):
     return cls.from_cfg(cfg) if hasattr(cls, "from_cfg") else cls()
 
 
-def channels_last_strides(shape):
-    """The strides ATen gives a new channels-last (4-D) / channels-last-3d (5-D) tensor of ``shape``, also where
-    size-1 dimensions make several stride tuples describe the same memory (e.g. the weight of a 1x1 convolution)."""
-    n, c, *spatial = shape
-    strides = [1] * len(shape)
-    acc = c
-    for i in range(len(shape) - 1, 1, -1):  # innermost spatial dimension first
-        strides[i] = acc
-        acc *= shape[i]
-    strides[0] = acc
-    return tuple(strides)
-
-
 def apply_channels_last(model):
     """Put every 5-D parameter / buffer (3-D conv weights) in ``channels_last_3d`` and every 4-D one (2-D conv
     weights) in ``channels_last``, in place (``TRAIN.CHANNELS_LAST``). ``Module.to(memory_format=...)`` cannot do
-    this for a model that mixes 2-D and 3-D convolutions. The strides are exactly those of the gradients the
-    convolutions return (:func:`channels_last_strides`; ``contiguous(memory_format=...)`` keeps a 1x1 convolution's
-    weight as it is), so that DistributedDataParallel finds gradients laid out like their parameters. Returns
-    ``model``."""
+    this for a model that mixes 2-D and 3-D convolutions. Each tensor is copied into a new channels-last tensor, so
+    that its strides are exactly those of the gradients the convolutions return (``contiguous(memory_format=...)``
+    keeps a 1x1 convolution's weight as it is, whose size-1 dimensions make both stride tuples valid) and
+    DistributedDataParallel finds gradients laid out like their parameters. Returns ``model``."""
     for t in list(model.parameters()) + list(model.buffers()):
         if t.dim() in (4, 5):
-            new = torch.empty_strided(t.shape, channels_last_strides(t.shape), dtype=t.dtype, device=t.device)
-            t.data = new.copy_(t.data)
+            fmt = torch.channels_last_3d if t.dim() == 5 else torch.channels_last
+            t.data = torch.empty(t.shape, dtype=t.dtype, device=t.device, memory_format=fmt).copy_(t.data)
     return model
 
 
