@@ -78,6 +78,9 @@ def test_hypothesis_by_number_or_name():
     (["SOLVER.LR_POLICY", "steps_with_relative_lrs"], ["SOLVER.STEPS", "SOLVER.LRS"]),
     (["SHARD_ID", "2"], ["SHARD_ID", "NUM_SHARDS"]),
     (["TASK", "finetune_everything"], ["TASK"]),
+    (["DATA.SSL_BLUR_PROB", "1.5"], ["DATA.SSL_BLUR_PROB"]),
+    (["DATA.SSL_GRAY_PROB", "-0.1"], ["DATA.SSL_GRAY_PROB"]),
+    (["DATA.SSL_BLUR_SIGMA", "[2.0, 1.0]"], ["DATA.SSL_BLUR_SIGMA"]),
 ])
 def test_inconsistent_settings_name_the_keys(opts, keys):
     with pytest.raises(ConfigError) as e:

@@ -164,7 +164,7 @@ def test_stica_pretrain_and_probe(synth_dir, tmp_path):
     real = av_dataset.T.stica_video_transform
 
     def spy(frames, **kw):
-        seen.append((kw["scale"], kw["ratio"]))
+        seen.append((kw["scale"], kw["ratio"], kw["gray_prob"], kw["blur_prob"], kw["blur_sigma"]))
         return real(frames, **kw)
 
     av_dataset.T.stica_video_transform = spy
@@ -173,10 +173,20 @@ def test_stica_pretrain_and_probe(synth_dir, tmp_path):
         c2 = cfg.clone()
         c2.defrost()
         c2.DATA.TRAIN_JITTER_SCALES_RELATIVE, c2.DATA.TRAIN_JITTER_ASPECT_RELATIVE = [0.5, 1.0], [0.9, 1.1]
-        build_dataset("synthetic_av", c2, "train")[1]
+        # greyscale / blur: the recipe's by default, DATA.SSL_GRAY_PROB / SSL_BLUR_PROB / SSL_BLUR_SIGMA if set
+        c2.DATA.SSL_GRAY_PROB, c2.DATA.SSL_BLUR_PROB, c2.DATA.SSL_BLUR_SIGMA = 0.0, 1.0, [0.5, 0.5]
+        blurred = build_dataset("synthetic_av", c2, "train")[1]["video"]
+        c2.DATA.SSL_BLUR_PROB = 0.0
+        sharp = build_dataset("synthetic_av", c2, "train")[1]["video"]
     finally:
         av_dataset.T.stica_video_transform = real
-    assert seen == [((0.14, 1.0), (0.75, 4 / 3))] * 2 + [((0.5, 1.0), (0.9, 1.1))] * 2
+    assert seen == ([((0.14, 1.0), (0.75, 4 / 3), 0.2, 0.5, (0.1, 2.0))] * 2
+                    + [((0.5, 1.0), (0.9, 1.1), 0.0, 1.0, (0.5, 0.5))] * 2
+                    + [((0.5, 1.0), (0.9, 1.1), 0.0, 0.0, (0.5, 0.5))] * 2)
+    # view 1 draws the same crop and colours either way (its blur draws come last): blurred with sigma 0.5 exactly
+    assert blurred.shape == sharp.shape
+    assert torch.allclose(blurred[0], av_dataset.T.gaussian_blur(sharp[0], 0.5), atol=1e-5)
+    assert not torch.allclose(blurred[0], sharp[0], atol=1e-2)
     results = run_task(cfg)
     epoch = [s for s in read_stats(tmp_path) if s["_type"] == "train_epoch"][0]
     assert {"loss_crops", "loss_av", "acc_crops", "acc_av"} <= set(epoch)

@@ -108,6 +108,12 @@ _C.DATA.DECODING_BACKEND = "pyav"
 # Colour jitter of the training views: on/off and brightness, contrast, saturation strengths.
 _C.DATA.SSL_COLOR_JITTER = True
 _C.DATA.SSL_COLOR_BRI_CON_SAT = [0.4, 0.4, 0.4]
+# STiCA pretraining views only (GDT's views have no greyscale or blur): probability of greyscale, probability of a
+# Gaussian blur and the range its isotropic sigma (in pixels of the output crop) is drawn from. The recipe's values
+# were chosen for 112-px crops; a blur of the same relative strength on smaller crops scales sigma with the crop.
+_C.DATA.SSL_GRAY_PROB = 0.2
+_C.DATA.SSL_BLUR_PROB = 0.5
+_C.DATA.SSL_BLUR_SIGMA = [0.1, 2.0]
 # How test views of a video are combined: "sum" (sum of softmax scores, PySlowFast) or "mean_logits" (mean of the
 # raw logits, the GDT evaluation code).
 _C.DATA.ENSEMBLE_METHOD = "sum"
@@ -435,7 +441,8 @@ NEW_TOP_KEYS = ("NUM_CPU_PROCESSES", "CUDNN_BENCHMARK")
 NEW_KEYS = {
     "TRAIN": ("DROP_LAST", "AMP_DTYPE", "CLIPS_PER_VIDEO", "CHANNELS_LAST", "COMPILE", "COMPILE_MODE"),
     "SOLVER": ("WARMUP_MULTIPLIER", "BACKBONE_LR"),
-    "DATA": ("ENSEMBLE_METHOD", "SSL_COLOR_JITTER", "SSL_COLOR_BRI_CON_SAT", "NUM_RETRIES", "DECODING_BACKEND",
+    "DATA": ("ENSEMBLE_METHOD", "SSL_COLOR_JITTER", "SSL_COLOR_BRI_CON_SAT", "SSL_GRAY_PROB", "SSL_BLUR_PROB",
+             "SSL_BLUR_SIGMA", "NUM_RETRIES", "DECODING_BACKEND",
              "ANNOTATION_DIR", "FOLD", "FOLDS", "SKIP_MISSING_VIDEOS", "LAYOUT", "SPLIT_DIRS", "VIDEO_EXTENSIONS",
              "CLASS_NAMES_FILE", "VALIDITY_FILTER", "PROBE_WORKERS", "INDEX_CACHE_DIR", "FAST_AUGMENT",
              "COLOR_ON_DEVICE"),

@@ -307,7 +307,9 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             ratio = tuple(d.TRAIN_JITTER_ASPECT_RELATIVE) or (3 / 4, 4 / 3)
             views = [T.stica_video_transform(clip.frames, crop_size=d.TRAIN_CROP_SIZE, mean=d.MEAN, std=d.STD,
                                              rng=rng, flip=d.RANDOM_FLIP, color=color, scale=scale, ratio=ratio,
-                                             fast=d.FAST_AUGMENT, defer_color=d.COLOR_ON_DEVICE)
+                                             gray_prob=d.SSL_GRAY_PROB, blur_prob=d.SSL_BLUR_PROB,
+                                             blur_sigma=tuple(d.SSL_BLUR_SIGMA), fast=d.FAST_AUGMENT,
+                                             defer_color=d.COLOR_ON_DEVICE)
                      for _ in range(2)]
         item = {"label": torch.tensor(self.labels[video_idx]), "index": torch.tensor(video_idx)}
         if d.COLOR_ON_DEVICE:  # uint8 views, colour maps and blur sigmas: finished on the training device
