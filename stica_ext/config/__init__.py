@@ -168,10 +168,6 @@ def _assert_downstream(cfg, need):
     need(d.FOLD in (1, 2, 3) and all(f in (1, 2, 3) for f in d.FOLDS) and len(set(d.FOLDS)) == len(d.FOLDS),
          f"DATA.FOLD must be 1, 2 or 3 and DATA.FOLDS a list of distinct folds from 1-3, got {d.FOLD} / "
          f"{list(d.FOLDS)}")
-    for key in ("SSL_GRAY_PROB", "SSL_BLUR_PROB"):
-        need(0.0 <= d[key] <= 1.0, f"DATA.{key} must be a probability in [0, 1], got {d[key]}")
-    need(len(d.SSL_BLUR_SIGMA) == 2 and 0 < d.SSL_BLUR_SIGMA[0] <= d.SSL_BLUR_SIGMA[1],
-         f"DATA.SSL_BLUR_SIGMA must be [min, max] with 0 < min <= max (pixels), got {list(d.SSL_BLUR_SIGMA)}")
     need(len(d.TRAIN_JITTER_SCALES_RELATIVE) in (0, 2)
          and (not d.TRAIN_JITTER_SCALES_RELATIVE or 0 < d.TRAIN_JITTER_SCALES_RELATIVE[0]
               <= d.TRAIN_JITTER_SCALES_RELATIVE[1] <= 1),
@@ -322,6 +318,11 @@ def assert_and_infer_cfg(cfg):
     need(cfg.TEST.NUM_ENSEMBLE_VIEWS >= 1 and cfg.TEST.NUM_SPATIAL_CROPS in (1, 3),
          f"TEST.NUM_ENSEMBLE_VIEWS must be >= 1 and TEST.NUM_SPATIAL_CROPS 1 or 3, got "
          f"{cfg.TEST.NUM_ENSEMBLE_VIEWS} / {cfg.TEST.NUM_SPATIAL_CROPS}")
+    d = cfg.DATA  # the STiCA pretraining views' greyscale and blur
+    for key in ("SSL_GRAY_PROB", "SSL_BLUR_PROB"):
+        need(0.0 <= d[key] <= 1.0, f"DATA.{key} must be a probability in [0, 1], got {d[key]}")
+    need(len(d.SSL_BLUR_SIGMA) == 2 and 0 < d.SSL_BLUR_SIGMA[0] <= d.SSL_BLUR_SIGMA[1],
+         f"DATA.SSL_BLUR_SIGMA must be [min, max] with 0 < min <= max (pixels), got {list(d.SSL_BLUR_SIGMA)}")
     if cfg.DATA.COLOR_ON_DEVICE:
         need(cfg.DATA.FAST_AUGMENT and not cfg.GDT.REFERENCE_COLOR_JITTER,
              "DATA.COLOR_ON_DEVICE needs DATA.FAST_AUGMENT True and GDT.REFERENCE_COLOR_JITTER False (it defers the "
