@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 
 from stica_ext.config import ConfigError, assert_and_infer_cfg, get_cfg, load_config
-from stica_ext.datasets.synthetic import build_synthetic_dataset
 from stica_ext.engine import checkpoint as cu
 from stica_ext.engine import run_task
 from stica_ext.engine.finetune import construct_finetune_optimizer, finetune_lr_at_epoch, set_finetune_lr
@@ -189,21 +188,6 @@ def test_retrieval_recall_hand_computed():
 # ---------------------------------------------------------------------------------------------------------------
 # End to end on the synthetic UCF101-style data
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def synth_folder(tmp_path_factory):
-    return build_synthetic_dataset(str(tmp_path_factory.mktemp("synth")), num_train=30, num_val=0, num_test=0,
-                                   seed=4, size=32, duration=1.0, fps=30, sample_rate=16000, num_workers=1,
-                                   progress=False)
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    """A GDT checkpoint in this project's format (width 4)."""
-    cfg = get_cfg()
-    torch.manual_seed(0)
-    return cu.save_checkpoint(str(tmp_path_factory.mktemp("pre")), GDT(width=4, embed_dim=16), None, 2, cfg)
-
-
 @pytest.fixture
 def one_thread():
     """Tiny convolutions run fastest on one intra-op thread (and do not stall on a busy 2-core machine)."""

@@ -15,9 +15,8 @@ from stica_ext.engine import run_task
 from stica_ext.engine import ssl_benchmark as S
 from stica_ext.utils.logging import parse_json_stats
 from test_finetune import _tiny_cfg as ft_cfg
-from test_finetune import pretrained, synth_folder  # noqa: F401 (fixtures)
 from test_howto100m import DEMO_CFG as VT_DEMO_CFG
-from test_howto100m import fixture_overrides, fx, run_net  # noqa: F401 (fx: fixture)
+from test_howto100m import fixture_overrides, run_net
 from test_ssl_benchmark import tiny_opts
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -95,7 +94,7 @@ def test_stica_pretrain_and_online_probe(synth_dir, tmp_path):
     assert [r["model"] for r in results] == ["pretrained", "random init"]
 
 
-def test_finetune_linear_probe_and_retrieval_folds(synth_folder, pretrained, tmp_path):  # noqa: F811
+def test_finetune_linear_probe_and_retrieval_folds(synth_folder, pretrained, tmp_path):
     gpu = ["NUM_GPUS", "1"]
     ft = ft_cfg("SYNTH_UCF_finetune.yaml", synth_folder, tmp_path / "ft", gpu + [
         "TRAIN.CHECKPOINT_FILE_PATH", pretrained, "TRAIN.BATCH_SIZE", "4", "TRAIN.CLIPS_PER_VIDEO", "1",
@@ -112,7 +111,7 @@ def test_finetune_linear_probe_and_retrieval_folds(synth_folder, pretrained, tmp
     assert res["R@1"] <= res["R@5"] <= res["R@20"] == 100.0
 
 
-def test_video_text_pretraining_on_the_fixture(fx, tmp_path):  # noqa: F811
+def test_video_text_pretraining_on_the_fixture(fx, tmp_path):
     r = run_net(VT_DEMO_CFG, tmp_path, *fixture_overrides(fx), "NUM_GPUS", "1")
     assert r.returncode == 0, r.stderr[-4000:]
     assert cu.get_last_checkpoint(str(tmp_path))

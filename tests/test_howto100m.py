@@ -35,7 +35,7 @@ from stica_ext.datasets.howto100m import (
     scan_video_root,
     widen_window,
 )
-from stica_ext.datasets.howto_fixture import fixture_overrides, make_howto_fixture
+from stica_ext.datasets.howto_fixture import fixture_overrides
 from stica_ext.datasets.synthetic import generate_clip, write_av_file
 from stica_ext.losses.gdt import GDTNCELoss
 from stica_ext.models import build_model
@@ -50,14 +50,7 @@ DATA = Path(__file__).parent / "data"
 A3 = "state_dict_textvid_gdt_mlp.txt"
 CLIP_FRAMES, CLIP_FPS = 8, 16  # 0.5 s clips in the tests
 CLIP_LEN = CLIP_FRAMES / CLIP_FPS
-SRC_FPS = 30
-
-
-@pytest.fixture(scope="module")
-def fx(tmp_path_factory):
-    root = tmp_path_factory.mktemp("howto")
-    return make_howto_fixture(str(root), num_videos=4, seed=1, size=48, duration=6.0, fps=SRC_FPS,
-                              captions_per_video=4)
+SRC_FPS = 30  # the frame rate of the `fx` fixture's videos (conftest.py)
 
 
 def howto_cfg(fx, use_json=False, **over):
